@@ -1,0 +1,140 @@
+"""fluxkit: one typed SDK for FLUX image generation with LoRAs, sync and async, on every backend.
+
+```python
+import fluxkit
+
+gen = fluxkit.Generator("fal")
+result = gen.generate("portrait of tok person", seed=7, n=2,
+                      loras=[fluxkit.LoRA("hf://me/tok-lora/lora.safetensors", scale=0.9)])
+result.images[0].save("out.png")
+```
+
+``import fluxkit`` stays light: the public names below are imported on first use (httpx,
+pydantic and numpy cost more than all of fluxkit's own start-up).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fluxkit._exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    DeadlineExceeded,
+    FluxkitError,
+    InvalidRequestError,
+    JobCancelledError,
+    JobFailedError,
+    MissingCredentialsError,
+    MissingDependencyError,
+    ProviderError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+    RateLimitError,
+    ResponseFormatError,
+    UnknownBackendError,
+    UnsupportedFeatureError,
+)
+from fluxkit._version import __version__
+
+if TYPE_CHECKING:
+    from fluxkit._capabilities import Capabilities
+    from fluxkit._config import Secret
+    from fluxkit._events import Completed, Event, Log, Queued, Retrying, Started, Step
+    from fluxkit._generator import AsyncGenerator, GenerationParams, Generator
+    from fluxkit._images import InputImage
+    from fluxkit._record import read_record
+    from fluxkit._results import GeneratedImage, GenerationResult, Timings
+    from fluxkit._types import SIZE_PRESETS, GenerationRequest, ImageLike, LoRA
+    from fluxkit._warnings import ContentFlagged, FluxkitWarning, ProviderNotice, RequestCoerced
+
+UnsupportedFeature = UnsupportedFeatureError
+"""Alias of :class:`UnsupportedFeatureError`."""
+
+_LAZY: dict[str, str] = {
+    "AsyncGenerator": "fluxkit._generator",
+    "Capabilities": "fluxkit._capabilities",
+    "Completed": "fluxkit._events",
+    "ContentFlagged": "fluxkit._warnings",
+    "Event": "fluxkit._events",
+    "FluxkitWarning": "fluxkit._warnings",
+    "GeneratedImage": "fluxkit._results",
+    "GenerationParams": "fluxkit._generator",
+    "GenerationRequest": "fluxkit._types",
+    "GenerationResult": "fluxkit._results",
+    "Generator": "fluxkit._generator",
+    "ImageLike": "fluxkit._types",
+    "InputImage": "fluxkit._images",
+    "Log": "fluxkit._events",
+    "LoRA": "fluxkit._types",
+    "ProviderNotice": "fluxkit._warnings",
+    "Queued": "fluxkit._events",
+    "RequestCoerced": "fluxkit._warnings",
+    "Retrying": "fluxkit._events",
+    "SIZE_PRESETS": "fluxkit._types",
+    "Secret": "fluxkit._config",
+    "Started": "fluxkit._events",
+    "Step": "fluxkit._events",
+    "Timings": "fluxkit._results",
+    "read_record": "fluxkit._record",
+}
+
+__all__ = [
+    "SIZE_PRESETS",
+    "AsyncGenerator",
+    "AuthenticationError",
+    "Capabilities",
+    "Completed",
+    "ConfigurationError",
+    "ContentFlagged",
+    "DeadlineExceeded",
+    "Event",
+    "FluxkitError",
+    "FluxkitWarning",
+    "GeneratedImage",
+    "GenerationParams",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "ImageLike",
+    "InputImage",
+    "InvalidRequestError",
+    "JobCancelledError",
+    "JobFailedError",
+    "LoRA",
+    "Log",
+    "MissingCredentialsError",
+    "MissingDependencyError",
+    "ProviderError",
+    "ProviderNotice",
+    "ProviderRejectedError",
+    "ProviderUnavailableError",
+    "Queued",
+    "RateLimitError",
+    "RequestCoerced",
+    "ResponseFormatError",
+    "Retrying",
+    "Secret",
+    "Started",
+    "Step",
+    "Timings",
+    "UnknownBackendError",
+    "UnsupportedFeature",
+    "UnsupportedFeatureError",
+    "__version__",
+    "read_record",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fluxkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

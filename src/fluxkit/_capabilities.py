@@ -1,0 +1,206 @@
+"""What each (backend, model) can do, and the check every request passes before money is spent.
+
+Each backend module declares a ``CAPABILITIES`` mapping (model id -> :class:`Capabilities`) and a
+``MODEL_ALIASES`` mapping (fluxkit alias -> model id). :func:`check_request` compares a request
+with the table: in ``"strict"`` mode anything the model cannot do raises
+:class:`UnsupportedFeatureError` (naming where it *would* work); in ``"coerce"`` mode values are
+adjusted to the nearest allowed ones and a :class:`RequestCoerced` warning says so.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fluxkit._exceptions import InvalidRequestError, UnsupportedFeatureError
+from fluxkit._types import GenerationRequest
+from fluxkit._warnings import RequestCoerced
+
+__all__ = ["Capabilities", "ValidateMode", "check_request", "coerce_size", "iter_capabilities"]
+
+ValidateMode = Literal["strict", "coerce"]
+
+UNLIMITED = 1_000
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Facts about one model on one backend.
+
+    Attributes:
+        max_loras: LoRAs per request (0: none).
+        img2img: accepts ``image`` + ``strength``.
+        reference_image: accepts a reference face/IP-Adapter image.
+        max_images_per_call: images one provider call can return.
+        seeds_per_image: one call with ``n`` images gives seeds ``seed, seed+1, ...`` that each
+            regenerate their image alone; when False fluxkit sends one image per call.
+        size_multiple, min_side, max_side: size rules.
+        max_steps: steps cap; ``default_steps``/``default_guidance`` fill unset fields.
+        guidance: the model uses guidance (schnell ignores it).
+        local_loras: accepts LoRAs from local paths.
+        output_formats: formats the provider can return.
+    """
+
+    max_loras: int = 0
+    img2img: bool = False
+    reference_image: bool = False
+    max_images_per_call: int = 1
+    seeds_per_image: bool = False
+    size_multiple: int = 16
+    min_side: int = 256
+    max_side: int = 2048
+    max_steps: int = 50
+    default_steps: int = 28
+    default_guidance: float | None = 3.5
+    guidance: bool = True
+    local_loras: bool = False
+    output_formats: tuple[str, ...] = ("png", "jpeg")
+    notes: str = ""
+
+
+def backend_module(backend: str) -> Any:
+    return importlib.import_module(f"fluxkit.backends.{backend}")
+
+
+def iter_capabilities() -> Iterator[tuple[str, str, Capabilities]]:
+    """(backend, model, capabilities) for every registered backend whose module imports."""
+    from fluxkit.backends import BACKEND_NAMES
+
+    for backend in BACKEND_NAMES:
+        try:
+            module = backend_module(backend)
+        except ImportError:  # pragma: no cover - backend modules import no optional packages
+            continue
+        for model, caps in getattr(module, "CAPABILITIES", {}).items():
+            yield backend, model, caps
+
+
+def _supported_by(predicate: Any, exclude: str) -> list[str]:
+    found: list[str] = []
+    for backend, model, caps in iter_capabilities():
+        if backend != exclude and backend != "fake" and predicate(caps):
+            label = backend if model == "*" else f"{backend}:{model}"
+            found.append(label)
+    return found
+
+
+def _nearest_side(value: int, caps: Capabilities) -> int:
+    rounded = int(round(value / caps.size_multiple)) * caps.size_multiple
+    low = -(-caps.min_side // caps.size_multiple) * caps.size_multiple
+    high = caps.max_side // caps.size_multiple * caps.size_multiple
+    return max(low, min(high, rounded))
+
+
+def coerce_size(width: int, height: int, caps: Capabilities) -> tuple[int, int]:
+    """The nearest size ``caps`` allows (each side rounded to the multiple and clamped)."""
+    return _nearest_side(width, caps), _nearest_side(height, caps)
+
+
+def coerce_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[RequestCoerced]]:
+    """Round raw size arguments to the generic FLUX grid before the request is built.
+
+    Lets ``validate="coerce"`` accept ``size=(1000, 1000)`` (it becomes 1008x1008).
+    """
+    from fluxkit._types import MAX_SIDE, MIN_SIDE, SIDE_MULTIPLE, SIZE_PRESETS
+
+    generic = Capabilities(size_multiple=SIDE_MULTIPLE, min_side=MIN_SIDE, max_side=MAX_SIDE)
+    out = dict(params)
+    warnings: list[RequestCoerced] = []
+    size = out.get("size")
+    if isinstance(size, tuple | list) and len(size) == 2:
+        out.pop("size")
+        out["width"], out["height"] = size
+    elif isinstance(size, str) and size in SIZE_PRESETS:
+        return out, warnings
+    for side in ("width", "height"):
+        value = out.get(side)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            new = _nearest_side(int(value), generic)
+            if new != value:
+                warnings.append(RequestCoerced(side, value, new, f"multiple of {SIDE_MULTIPLE}, {MIN_SIDE}-{MAX_SIDE}"))
+            out[side] = new
+    return out, warnings
+
+
+def check_request(
+    request: GenerationRequest,
+    caps: Capabilities,
+    *,
+    backend: str,
+    model: str,
+    mode: ValidateMode = "strict",
+) -> tuple[GenerationRequest, list[RequestCoerced]]:
+    """Check ``request`` against ``caps``; fill model defaults; coerce or raise.
+
+    Returns the request to send (defaults filled) and the coercion warnings.
+    """
+    changes: dict[str, Any] = {}
+    warnings: list[RequestCoerced] = []
+    coerce = mode == "coerce"
+
+    def unsupported(feature: str, predicate: Any, *, field: str, value: Any, allowed: str = "") -> None:
+        raise UnsupportedFeatureError(
+            feature, backend=backend, model=model, supported_by=_supported_by(predicate, backend),
+            field=field, value=value, allowed=allowed,
+        )
+
+    count = len(request.loras)
+    if count > caps.max_loras:
+        if caps.max_loras == 0:
+            unsupported("LoRAs", lambda c: c.max_loras > 0, field="loras", value=count, allowed="0")
+        unsupported(
+            f"{count} LoRAs", lambda c: c.max_loras >= count, field="loras", value=count,
+            allowed=f"at most {caps.max_loras}",
+        )
+    if not caps.local_loras:
+        for index, lora in enumerate(request.loras):
+            if lora.kind == "path":
+                unsupported(
+                    "LoRAs from local files", lambda c: c.local_loras, field=f"loras[{index}]",
+                    value=lora.source, allowed="hf:// or https:// sources",
+                )
+    if request.image is not None and not caps.img2img:
+        unsupported("img2img (image=)", lambda c: c.img2img, field="image", value="<image>")
+    if request.reference_image is not None and not caps.reference_image:
+        unsupported("reference_image", lambda c: c.reference_image, field="reference_image", value="<image>")
+    if request.output_format not in caps.output_formats:
+        if coerce:
+            changes["output_format"] = caps.output_formats[0]
+            warnings.append(RequestCoerced("output_format", request.output_format, caps.output_formats[0], f"{backend} returns {', '.join(caps.output_formats)}"))
+        else:
+            unsupported(
+                f"output_format={request.output_format!r}", lambda c: request.output_format in c.output_formats,
+                field="output_format", value=request.output_format, allowed=", ".join(caps.output_formats),
+            )
+
+    width, height = request.width, request.height
+    fits = (
+        width % caps.size_multiple == 0 and height % caps.size_multiple == 0
+        and caps.min_side <= min(width, height) and max(width, height) <= caps.max_side
+    )
+    if not fits:
+        if coerce:
+            new_w, new_h = coerce_size(width, height, caps)
+            changes.update(width=new_w, height=new_h)
+            warnings.append(RequestCoerced("size", (width, height), (new_w, new_h), f"{backend} {model} size rules"))
+        else:
+            raise InvalidRequestError(
+                "size", (width, height),
+                f"sides that are multiples of {caps.size_multiple} from {caps.min_side} to {caps.max_side} on {backend} {model}",
+            )
+
+    if request.steps is None:
+        changes["steps"] = caps.default_steps
+    elif request.steps > caps.max_steps:
+        if coerce:
+            changes["steps"] = caps.max_steps
+            warnings.append(RequestCoerced("steps", request.steps, caps.max_steps, f"{model} allows at most {caps.max_steps}"))
+        else:
+            raise InvalidRequestError("steps", request.steps, f"1 to {caps.max_steps} on {backend} {model}")
+    if request.guidance is None and caps.guidance and caps.default_guidance is not None:
+        changes["guidance"] = caps.default_guidance
+
+    resolved = request.replace(**changes) if changes else request
+    return resolved, warnings

@@ -1,0 +1,88 @@
+"""The one retry policy, as pure functions: which answers retry, and how long to wait.
+
+Order of precedence for the delay (as the anthropic and openai SDKs do):
+``retry-after-ms`` header, then ``Retry-After`` (seconds or an HTTP date), then exponential
+backoff with full jitter. Provider hints are honoured up to ``max_delay``; a longer hint ends the
+retries instead of hanging the caller.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fluxkit._core._wire import RetryMode
+
+__all__ = ["RetryPolicy", "parse_retry_after"]
+
+_NOT_ACCEPTED = frozenset({429, 502, 503, 504})
+_TRANSIENT = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
+    """Seconds the server asked us to wait, or None.
+
+    ``now`` is the current Unix time, passed in so this stays pure.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry.
+
+    Attributes:
+        max_retries: retries after the first attempt (0 disables retrying).
+        initial_delay: backoff base in seconds.
+        max_delay: cap for backoff and for honoured ``Retry-After`` hints.
+    """
+
+    max_retries: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def should_retry_status(self, status: int, mode: RetryMode, attempt: int) -> bool:
+        if attempt >= self.max_retries or mode == "never":
+            return False
+        statuses = _NOT_ACCEPTED if mode == "submit" else _TRANSIENT
+        return status in statuses
+
+    def should_retry_network(self, mode: RetryMode, attempt: int, *, sent: bool) -> bool:
+        """A transport failure; ``sent`` is False when the connection never opened."""
+        if attempt >= self.max_retries or mode == "never":
+            return False
+        # A submit whose body may have reached the provider could have created a job: resending
+        # risks paying twice, so only a connection that never opened is retried.
+        return mode == "idempotent" or not sent
+
+    def delay(
+        self, attempt: int, headers: Mapping[str, str] | None = None, *, now: float = 0.0,
+        rng: random.Random | None = None,
+    ) -> float | None:
+        """Seconds to wait before retry number ``attempt + 1``; None means give up (hint too long)."""
+        if headers:
+            hinted = parse_retry_after(headers, now=now)
+            if hinted is not None:
+                return hinted if hinted <= self.max_delay else None
+        ceiling = min(self.max_delay, self.initial_delay * (2**attempt))
+        jitter = (rng or random).uniform(0.5, 1.0)
+        return ceiling * jitter

@@ -1,0 +1,695 @@
+"""The façade: ``Generator`` (sync) and ``AsyncGenerator`` (async), one behaviour.
+
+Everything that is not I/O lives in :class:`_GeneratorCore`: building and checking the request,
+fixing seeds, splitting ``n`` into provider calls, assembling the result. The two subclasses only
+decide how calls run — threads and ``httpx.Client`` for sync (no event loop, so it works inside
+Jupyter's), tasks and ``httpx.AsyncClient`` for async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import secrets
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from fluxkit._capabilities import Capabilities, ValidateMode, check_request, coerce_params
+from fluxkit._core import HttpRequest, RetryPolicy, send
+from fluxkit._core._media import decode_data_uri, sniff_format
+from fluxkit._drivers import Deadline, FlowContext, FlowOutcome, arun_flow, run_flow
+from fluxkit._events import Completed, Event
+from fluxkit._exceptions import InvalidRequestError, JobCancelledError
+from fluxkit._results import GeneratedImage, GenerationResult, Timings
+from fluxkit._types import GenerationRequest, ImageLike, LoRA, OutputFormat, SizePreset
+from fluxkit._version import __version__
+from fluxkit._warnings import ContentFlagged
+from fluxkit.backends import get_backend_class
+from fluxkit.backends._base import Call, CallOutput, CancelToken, HttpBackend, LocalBackend
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["AsyncGenerator", "GenerationParams", "Generator"]
+
+MAX_SEED = 2**32 - 1
+
+
+class _NotGiven:
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Any = _NotGiven()
+"""``timeout=NOT_GIVEN`` uses the generator's default; ``timeout=None`` waits forever."""
+
+EventHandler = Callable[[Event], None]
+
+
+class GenerationParams(TypedDict, total=False):
+    """Keyword arguments of ``generate()``/``stream()``; see :class:`GenerationRequest`."""
+
+    size: SizePreset | tuple[int, int]
+    width: int
+    height: int
+    steps: int
+    num_inference_steps: int
+    guidance: float
+    guidance_scale: float
+    seed: int | None
+    n: int
+    loras: Sequence[LoRA | str | tuple[str, float]]
+    image: ImageLike
+    strength: float
+    reference_image: ImageLike
+    reference_strength: float
+    output_format: OutputFormat
+    model: str
+    extra: dict[str, Any]
+
+
+_ALIASES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}
+
+
+@dataclass
+class _Plan:
+    request: GenerationRequest
+    model: str
+    caps: Capabilities
+    calls: list[Call]
+    warnings: list[Warning] = field(default_factory=list)
+
+
+class _GeneratorCore:
+    """Shared, I/O-free part of both façades."""
+
+    _backend: HttpBackend | LocalBackend
+
+    def __init__(
+        self,
+        backend: str | HttpBackend | LocalBackend = "fake",
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = 600.0,
+        max_retries: int = 4,
+        max_concurrency: int = 8,
+        validate: ValidateMode = "strict",
+        download: bool = True,
+        **options: Any,
+    ) -> None:
+        if isinstance(backend, HttpBackend | LocalBackend):
+            self._backend = backend
+        else:
+            cls = get_backend_class(backend)
+            if issubclass(cls, HttpBackend):
+                self._backend = cls(api_key=api_key, base_url=base_url, model=model, **options)
+            else:
+                self._backend = cls(model=model, **options)
+        if validate not in ("strict", "coerce"):
+            raise InvalidRequestError("validate", validate, "'strict' or 'coerce'")
+        if max_concurrency < 1:
+            raise InvalidRequestError("max_concurrency", max_concurrency, "an integer >= 1")
+        self._timeout = timeout
+        self._policy = RetryPolicy(max_retries=max_retries)
+        self._max_concurrency = max_concurrency
+        self._validate: ValidateMode = validate
+        self._download = download
+
+    # -- introspection -----------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """The backend's registry name."""
+        return self._backend.name
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        """What ``model`` (default: the generator's model) can do on this backend."""
+        probe = GenerationRequest(prompt="probe", model=model) if model else GenerationRequest(prompt="probe")
+        return self._backend.capabilities(self._backend.resolve_model(probe))
+
+    # -- planning (pure) ---------------------------------------------------------------------
+
+    def _plan(
+        self, prompt: str | GenerationRequest, params: dict[str, Any], validate: ValidateMode | None
+    ) -> _Plan:
+        mode = validate or self._validate
+        warnings: list[Warning] = []
+        if isinstance(prompt, GenerationRequest):
+            request = prompt.replace(**params) if params else prompt
+        else:
+            for alias, name in _ALIASES.items():
+                if alias in params and name in params:
+                    raise InvalidRequestError(alias, params[alias], f"either {alias}= or {name}=", reason="both given")
+            if mode == "coerce":
+                params, coerced = coerce_params(params)
+                warnings.extend(coerced)
+            request = GenerationRequest(prompt=prompt, **params)
+        model = self._backend.resolve_model(request)
+        caps = self._backend.capabilities(model)
+        request, coerced_by_caps = check_request(request, caps, backend=self.backend, model=model, mode=mode)
+        warnings.extend(coerced_by_caps)
+        if request.seed is None:
+            request = request.replace(seed=secrets.randbelow(MAX_SEED + 1))
+        assert request.seed is not None
+        seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.n)]
+        per_call = caps.max_images_per_call if caps.seeds_per_image else 1
+        calls = [
+            Call(request.replace(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
+            for index, chunk in enumerate(
+                seeds[start:start + per_call] for start in range(0, len(seeds), per_call)
+            )
+        ]
+        return _Plan(request, model, caps, calls, warnings)
+
+    def _record(self, plan: _Plan, seed: int | None, request_id: str | None) -> dict[str, Any]:
+        request = plan.request
+        return {
+            "prompt": request.prompt,
+            "backend": self.backend,
+            "model": plan.model,
+            "seed": seed,
+            "width": request.width,
+            "height": request.height,
+            "steps": request.steps,
+            "guidance": request.guidance,
+            "loras": [{"source": lora.source, "scale": lora.scale} for lora in request.loras],
+            "strength": request.effective_strength,
+            "request_id": request_id,
+            "fluxkit_version": __version__,
+        }
+
+    def _assemble(
+        self, plan: _Plan, outcomes: list[FlowOutcome[CallOutput]], total: float,
+        fetch: Callable[[str], bytes] | None,
+    ) -> GenerationResult:
+        images: list[GeneratedImage] = []
+        warnings = list(plan.warnings)
+        request_ids: list[str] = []
+        for outcome in outcomes:
+            output = outcome.value
+            request_id = output.request_id or outcome.request_id
+            if request_id:
+                request_ids.append(request_id)
+            warnings.extend(output.warnings)
+            for image in output.images:
+                if image.nsfw:
+                    warnings.append(ContentFlagged(len(images), self.backend))
+                fmt = sniff_format(image.data) if image.data else None
+                images.append(GeneratedImage(
+                    seed=image.seed, width=image.width, height=image.height,
+                    format=fmt or image.format, url=image.url,
+                    record=self._record(plan, image.seed, request_id),
+                    _data=image.data, _fetch=fetch,
+                ))
+        queued = [o.value.queued_seconds or o.queued_seconds for o in outcomes]
+        running = [o.value.running_seconds or o.running_seconds for o in outcomes]
+        timings = Timings(
+            queued=max((q for q in queued if q is not None), default=None),
+            running=max((r for r in running if r is not None), default=None),
+            total=total,
+        )
+        return GenerationResult(
+            images=tuple(images), request=plan.request, backend=self.backend, model=plan.model,
+            request_ids=tuple(request_ids), timings=timings, warnings=tuple(warnings),
+        )
+
+    def _context(self, call: Call, deadline: Deadline | None, on_event: EventHandler | None,
+                 cancel_event: threading.Event | None = None) -> FlowContext:
+        return FlowContext(self.backend, self._policy, deadline, on_event, call.index, cancel_event)
+
+    def _call_flow(self, call: Call) -> Any:
+        assert isinstance(self._backend, HttpBackend)
+        output: CallOutput = yield from self._backend.flow(call)
+        if self._download:
+            # Fetched now, inside the deadline: provider URLs expire and the user paid for these.
+            for image in output.images:
+                if image.data is None and image.url:
+                    image.data = yield from _download(image.url)
+        return output
+
+
+def _download(url: str) -> Any:
+    if url.startswith("data:"):
+        return decode_data_uri(url)[0]
+    response = yield from send(HttpRequest("GET", url, retry="idempotent"))
+    return response.content
+
+
+def _single_fetch_flow(url: str) -> Any:
+    return (yield from _download(url))
+
+
+_DEVICE_LOCKS: dict[str, threading.Lock] = {}
+_DEVICE_LOCKS_GUARD = threading.Lock()
+
+
+def _device_lock(key: str) -> threading.Lock:
+    """One lock per device, process-wide: a GPU runs one job at a time, sync or async."""
+    with _DEVICE_LOCKS_GUARD:
+        return _DEVICE_LOCKS.setdefault(key, threading.Lock())
+
+
+def _run_local(backend: LocalBackend, call: Call, emit: EventHandler, token: CancelToken) -> CallOutput:
+    with _device_lock(backend.device_key):
+        token.raise_if_cancelled(backend.name)
+        return backend.run(call, emit, token)
+
+
+def _local_outcome(output: CallOutput, started: float) -> FlowOutcome[CallOutput]:
+    return FlowOutcome(output, output.request_id, output.queued_seconds,
+                       output.running_seconds or time.monotonic() - started)
+
+
+def _emitter(on_event: EventHandler | None) -> EventHandler:
+    return on_event if on_event is not None else (lambda event: None)
+
+
+class Generator(_GeneratorCore):
+    """Generate FLUX images, blocking. Works in scripts, servers and inside Jupyter.
+
+    Example:
+        ```python
+        import fluxkit
+
+        with fluxkit.Generator("fake") as gen:
+            result = gen.generate("a red fox in snow", size="square", seed=7, n=2)
+        [image.seed for image in result.images]   # [7, 8]
+        ```
+
+    Args:
+        backend: a registry name (``"fal"``, ``"together"``, ``"replicate"``, ``"diffusers"``,
+            ``"fake"``) or a backend instance.
+        model: default model (a fluxkit alias such as ``"flux-dev"`` or a provider id).
+        api_key: credential; defaults to the provider's environment variable.
+        base_url: the provider's API root (proxies, gateways, emulators).
+        timeout: default whole-call deadline in seconds (queue + run + download); None: none.
+        max_retries: retries for transient failures (429, 5xx, network).
+        max_concurrency: provider calls in flight when ``n`` is split.
+        validate: ``"strict"`` raises on anything the backend cannot do; ``"coerce"`` adjusts
+            it and returns a warning on the result.
+        download: fetch image URLs before returning (default) or lazily on first use.
+        http_client: an ``httpx.Client`` to use (its owner closes it).
+        **options: backend-specific options.
+    """
+
+    def __init__(
+        self,
+        backend: str | HttpBackend | LocalBackend = "fake",
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = 600.0,
+        max_retries: int = 4,
+        max_concurrency: int = 8,
+        validate: ValidateMode = "strict",
+        download: bool = True,
+        http_client: httpx.Client | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            backend, model=model, api_key=api_key, base_url=base_url, timeout=timeout,
+            max_retries=max_retries, max_concurrency=max_concurrency, validate=validate,
+            download=download, **options,
+        )
+        self._owns_client = http_client is None
+        self._client = http_client or self._new_client()
+
+    def _new_client(self) -> httpx.Client:
+        transport = self._backend.transport() if isinstance(self._backend, HttpBackend) else None
+        limits = httpx.Limits(max_connections=max(10, self._max_concurrency * 2),
+                              max_keepalive_connections=max(10, self._max_concurrency * 2))
+        return httpx.Client(transport=transport, limits=limits, follow_redirects=True)
+
+    def generate(
+        self,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        timeout: float | None = NOT_GIVEN,
+        on_event: EventHandler | None = None,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> GenerationResult:
+        """Generate images and return them with their seeds, timings and warnings.
+
+        Args:
+            prompt: the prompt, or a ready :class:`GenerationRequest`.
+            timeout: whole-call deadline in seconds (default: the generator's).
+            on_event: called with each progress event (``Queued``, ``Step``, ...).
+            validate: override the generator's validation mode for this call.
+            **params: request fields: ``size``, ``steps``, ``guidance``, ``seed``, ``n``,
+                ``loras``, ``image``, ``strength``, ``reference_image``, ``model``, ``extra``...
+
+        Raises:
+            InvalidRequestError: a field is out of range or unsupported (before any network
+                call).
+            ProviderError: the provider refused or failed (see the error tree).
+            DeadlineExceeded: ``timeout`` passed; the job was cancelled at the provider.
+        """
+        plan = self._plan(prompt, dict(params), validate)
+        return self._execute(plan, self._deadline(timeout), on_event, None)
+
+    def stream(
+        self,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        timeout: float | None = NOT_GIVEN,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> Iterator[Event]:
+        """Generate, yielding progress events; the last one is ``Completed(result)``.
+
+        Invalid requests raise here, before anything is sent. Stopping the iteration early
+        cancels the job at the provider.
+
+        Example:
+            ```python
+            import fluxkit
+
+            gen = fluxkit.Generator("fake")
+            for event in gen.stream("a lighthouse at dusk", seed=1):
+                if isinstance(event, fluxkit.Completed):
+                    image = event.result.images[0]
+            ```
+        """
+        plan = self._plan(prompt, dict(params), validate)
+        return self._stream(plan, self._deadline(timeout))
+
+    def _deadline(self, timeout: float | None) -> Deadline | None:
+        return Deadline.after(self._timeout if timeout is NOT_GIVEN else timeout)
+
+    def _stream(self, plan: _Plan, deadline: Deadline | None) -> Iterator[Event]:
+        events: queue.Queue[Any] = queue.Queue()
+        cancel = threading.Event()
+        done = object()
+
+        def work() -> None:
+            try:
+                self._execute(plan, deadline, events.put, cancel)
+            except BaseException as exc:
+                events.put(exc)
+            events.put(done)
+
+        worker = threading.Thread(target=work, name="fluxkit-stream", daemon=True)
+        worker.start()
+        try:
+            while (item := events.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+            worker.join()
+
+    def _execute(
+        self, plan: _Plan, deadline: Deadline | None, on_event: EventHandler | None,
+        cancel: threading.Event | None,
+    ) -> GenerationResult:
+        started = time.monotonic()
+        cancel = cancel or threading.Event()
+        calls = plan.calls
+        if isinstance(self._backend, LocalBackend) or len(calls) == 1:
+            outcomes = [self._run_call(call, deadline, on_event, cancel) for call in calls]
+        else:
+            outcomes = self._run_concurrently(calls, deadline, on_event, cancel)
+        result = self._assemble(plan, outcomes, time.monotonic() - started, self._fetch)
+        if on_event is not None:
+            on_event(Completed(result))
+        return result
+
+    def _run_concurrently(
+        self, calls: list[Call], deadline: Deadline | None, on_event: EventHandler | None,
+        cancel: threading.Event,
+    ) -> list[FlowOutcome[CallOutput]]:
+        workers = min(self._max_concurrency, len(calls))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fluxkit") as pool:
+            futures = [pool.submit(self._run_call, call, deadline, on_event, cancel) for call in calls]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                # One call failed (or we were interrupted): stop the others at the provider too.
+                cancel.set()
+                raise
+
+    def _run_call(
+        self, call: Call, deadline: Deadline | None, on_event: EventHandler | None,
+        cancel: threading.Event,
+    ) -> FlowOutcome[CallOutput]:
+        backend = self._backend
+        if isinstance(backend, LocalBackend):
+            token = CancelToken(deadline.at if deadline else None, linked=cancel)
+            started = time.monotonic()
+            return _local_outcome(_run_local(backend, call, _emitter(on_event), token), started)
+        ctx = self._context(call, deadline, on_event, cancel)
+        outcome: FlowOutcome[CallOutput] = run_flow(self._call_flow(call), self._client, ctx)
+        return outcome
+
+    def _fetch(self, url: str) -> bytes:
+        ctx = FlowContext(self.backend, self._policy, Deadline.after(self._timeout))
+        data: bytes = run_flow(_single_fetch_flow(url), self._client, ctx).value
+        return data
+
+    def close(self) -> None:
+        """Close the HTTP client (if this generator made it) and release the backend."""
+        if self._owns_client:
+            self._client.close()
+        self._backend.close()
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Generator({self._backend!r})"
+
+
+class AsyncGenerator(_GeneratorCore):
+    """The async twin of :class:`Generator`: same arguments, same results.
+
+    Cancelling the awaiting task cancels the job at the provider.
+
+    Example:
+        ```python
+        import asyncio
+        import fluxkit
+
+        async def main() -> None:
+            async with fluxkit.AsyncGenerator("fake") as gen:
+                result = await gen.generate("a red fox in snow", seed=7, n=2)
+                async for event in gen.stream("a lighthouse", seed=1):
+                    print(type(event).__name__)
+
+        asyncio.run(main())
+        ```
+    """
+
+    def __init__(
+        self,
+        backend: str | HttpBackend | LocalBackend = "fake",
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float | None = 600.0,
+        max_retries: int = 4,
+        max_concurrency: int = 8,
+        validate: ValidateMode = "strict",
+        download: bool = True,
+        http_client: httpx.AsyncClient | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(
+            backend, model=model, api_key=api_key, base_url=base_url, timeout=timeout,
+            max_retries=max_retries, max_concurrency=max_concurrency, validate=validate,
+            download=download, **options,
+        )
+        self._owns_client = http_client is None
+        self._client = http_client or self._new_client()
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+
+    def _new_client(self) -> httpx.AsyncClient:
+        transport = self._backend.async_transport() if isinstance(self._backend, HttpBackend) else None
+        limits = httpx.Limits(max_connections=max(10, self._max_concurrency * 2),
+                              max_keepalive_connections=max(10, self._max_concurrency * 2))
+        return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=True)
+
+    async def generate(
+        self,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        timeout: float | None = NOT_GIVEN,
+        on_event: EventHandler | None = None,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> GenerationResult:
+        """Generate images; see :meth:`Generator.generate`."""
+        plan = self._plan(prompt, dict(params), validate)
+        return await self._execute(plan, self._deadline(timeout), on_event)
+
+    def stream(
+        self,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        timeout: float | None = NOT_GIVEN,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> AsyncIterator[Event]:
+        """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`."""
+        plan = self._plan(prompt, dict(params), validate)
+        return _AsyncEventStream(self, plan, self._deadline(timeout))
+
+    def _deadline(self, timeout: float | None) -> Deadline | None:
+        return Deadline.after(self._timeout if timeout is NOT_GIVEN else timeout)
+
+    async def _execute(
+        self, plan: _Plan, deadline: Deadline | None, on_event: EventHandler | None
+    ) -> GenerationResult:
+        started = time.monotonic()
+        outcomes: list[FlowOutcome[CallOutput] | None] = [None] * len(plan.calls)
+        limiter = anyio.CapacityLimiter(self._max_concurrency)
+
+        async def run(call: Call) -> None:
+            async with limiter:
+                outcomes[call.index] = await self._run_call(call, deadline, on_event)
+
+        if len(plan.calls) == 1:
+            await run(plan.calls[0])
+        else:
+            try:
+                async with anyio.create_task_group() as group:
+                    for call in plan.calls:
+                        group.start_soon(run, call)
+            except BaseExceptionGroup as group_error:
+                raise _first_error(group_error) from None
+        done = [outcome for outcome in outcomes if outcome is not None]
+        result = self._assemble(plan, done, time.monotonic() - started, None)
+        if on_event is not None:
+            on_event(Completed(result))
+        return result
+
+    async def _run_call(
+        self, call: Call, deadline: Deadline | None, on_event: EventHandler | None
+    ) -> FlowOutcome[CallOutput]:
+        backend = self._backend
+        if isinstance(backend, LocalBackend):
+            return await self._run_local(backend, call, deadline, on_event)
+        ctx = self._context(call, deadline, on_event)
+        outcome: FlowOutcome[CallOutput] = await arun_flow(self._call_flow(call), self._client, ctx)
+        return outcome
+
+    async def _run_local(
+        self, backend: LocalBackend, call: Call, deadline: Deadline | None,
+        on_event: EventHandler | None,
+    ) -> FlowOutcome[CallOutput]:
+        limiter = self._limiters.setdefault(backend.device_key, anyio.CapacityLimiter(1))
+        token = CancelToken(deadline.at if deadline else None)
+        handler = _emitter(on_event)
+
+        def emit(event: Event) -> None:
+            # Events arrive on the worker thread; deliver them on the event loop's thread.
+            anyio.from_thread.run_sync(handler, event)
+
+        started = time.monotonic()
+        try:
+            output = await anyio.to_thread.run_sync(
+                _run_local, backend, call, emit, token, limiter=limiter, abandon_on_cancel=True
+            )
+        except anyio.get_cancelled_exc_class():
+            token.cancel("cancelled")  # the pipeline stops at its next step
+            raise
+        return _local_outcome(output, started)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client (if this generator made it) and release the backend."""
+        if self._owns_client:
+            await self._client.aclose()
+        await anyio.to_thread.run_sync(self._backend.close)
+
+    async def __aenter__(self) -> AsyncGenerator:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"AsyncGenerator({self._backend!r})"
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, anyio.get_cancelled_exc_class()):
+            return exc
+    return group.exceptions[0]
+
+
+class _AsyncEventStream:
+    """Async iterator over a generation's events; closing it early cancels the job."""
+
+    def __init__(self, owner: AsyncGenerator, plan: _Plan, deadline: Deadline | None) -> None:
+        self._owner, self._plan, self._deadline = owner, plan, deadline
+        self._queue: asyncio.Queue[Any] | None = None
+        self._task: asyncio.Task[GenerationResult] | None = None
+        self._finished = False
+
+    def __aiter__(self) -> _AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._finished:
+            raise StopAsyncIteration
+        if self._task is None:
+            self._queue = asyncio.Queue()
+            self._task = asyncio.ensure_future(
+                self._owner._execute(self._plan, self._deadline, self._queue.put_nowait)
+            )
+            self._task.add_done_callback(self._on_done)
+        assert self._queue is not None
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        if isinstance(item, Completed):
+            self._finished = True
+        return item  # type: ignore[no-any-return]
+
+    def _on_done(self, task: asyncio.Task[GenerationResult]) -> None:
+        assert self._queue is not None
+        if task.cancelled():
+            self._queue.put_nowait(JobCancelledError("stream closed", backend=self._owner.backend))
+        elif task.exception() is not None:
+            self._queue.put_nowait(task.exception())
+
+    async def aclose(self) -> None:
+        self._finished = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+

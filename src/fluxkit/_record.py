@@ -1,0 +1,155 @@
+"""The generation record: what made an image, embedded in the file and read back.
+
+PNG carries it in an ``iTXt`` chunk named ``fluxkit``; JPEG and WebP carry it in EXIF
+(``UserComment``) and in XMP (``fluxkit:record``). The record is versioned (``record_version``) so
+later fluxkit versions keep reading older files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from html import escape, unescape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fluxkit._core import _media
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from fluxkit._results import GeneratedImage
+
+__all__ = ["RECORD_VERSION", "read_record", "write_atomic", "write_image"]
+
+RECORD_VERSION = 1
+_KEY = "fluxkit"
+_EXIF_USER_COMMENT = 0x9286
+_EXIF_IFD = 0x8769
+_XMP_NS = "https://fluxkit.dev/ns/1.0/"
+_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def write_atomic(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _xmp(record_json: str) -> bytes:
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:fluxkit="{_XMP_NS}" '
+        f'fluxkit:record="{escape(record_json, quote=True)}"/>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def _exif_bytes(image: Image.Image, record_json: str) -> bytes:
+    exif = image.getexif()
+    # EXIF UserComment: 8-byte charset prefix, then the text.
+    exif.get_ifd(_EXIF_IFD)[_EXIF_USER_COMMENT] = b"UNICODE\x00" + record_json.encode("utf-16-be")
+    return exif.tobytes()
+
+
+def encode_with_record(image: Image.Image, fmt: str, record: Mapping[str, Any], *,
+                       source_format: str | None = None) -> bytes:
+    """Encode ``image`` as ``fmt`` with ``record`` embedded."""
+    from PIL import PngImagePlugin
+
+    record_json = json.dumps(dict(record), sort_keys=True, ensure_ascii=False)
+    buffer = io.BytesIO()
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(_KEY, record_json)
+        image.save(buffer, format="PNG", pnginfo=info)
+    elif fmt == "jpeg":
+        rgb = image if image.mode in ("RGB", "L") else image.convert("RGB")
+        # "keep" reuses the source's quantisation tables: re-saving a provider JPEG loses nothing
+        # visible; other sources get a high fixed quality.
+        quality: Any = "keep" if source_format == "jpeg" and image.format == "JPEG" else 95
+        rgb.save(buffer, format="JPEG", quality=quality, exif=_exif_bytes(rgb, record_json),
+                 xmp=_xmp(record_json))
+    elif fmt == "webp":
+        lossless = source_format == "png"
+        image.save(buffer, format="WEBP", quality=95, lossless=lossless,
+                   exif=_exif_bytes(image, record_json), xmp=_xmp(record_json))
+    else:
+        raise ValueError(f"unsupported format {fmt!r}; use png, jpeg or webp")
+    return buffer.getvalue()
+
+
+def write_image(image: GeneratedImage, path: Path, *, format: str | None = None) -> Path:
+    fmt = (format or _FORMATS.get(path.suffix.lower()) or image.format).lower()
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    record = {"record_version": RECORD_VERSION, **image.record}
+    pil = _media.open_image(image.data)
+    data = encode_with_record(pil, fmt, record, source_format=image.format)
+    return write_atomic(path, data)
+
+
+def read_record(source: str | os.PathLike[str] | bytes) -> dict[str, Any] | None:
+    """The generation record embedded by ``GeneratedImage.save()``, or None if there is none.
+
+    Example:
+        ```python
+        import fluxkit
+
+        result = fluxkit.Generator("fake").generate("a lighthouse", seed=3)
+        path = result.images[0].save("lighthouse.png")
+        fluxkit.read_record(path)["seed"]   # 3
+        ```
+    """
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    image = _media.open_image(data)
+    text = image.info.get(_KEY) if image.format == "PNG" else None
+    if text is None:
+        text = _record_from_exif(image) or _record_from_xmp(image)
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _record_from_exif(image: Image.Image) -> str | None:
+    comment = image.getexif().get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
+    if not isinstance(comment, bytes) or len(comment) < 8:
+        return None
+    charset, body = comment[:8], comment[8:]
+    if charset.startswith(b"UNICODE"):
+        # Some writers use little-endian despite the spec; JSON starts with "{" either way.
+        return body.decode("utf-16-le" if body[:1] == b"{" else "utf-16-be", errors="replace")
+    return body.decode("utf-8", errors="replace")
+
+
+def _record_from_xmp(image: Image.Image) -> str | None:
+    raw = image.info.get("xmp")
+    if not raw:
+        return None
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
+    marker = 'fluxkit:record="'
+    start = text.find(marker)
+    if start < 0:
+        return None
+    end = text.find('"', start + len(marker))
+    return unescape(text[start + len(marker):end])
+
+

@@ -1,0 +1,34 @@
+"""Typed warnings returned on ``GenerationResult.warnings`` (and never printed by fluxkit)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ContentFlagged",
+    "FluxkitWarning",
+    "ProviderNotice",
+    "RequestCoerced",
+]
+
+
+class FluxkitWarning(UserWarning):
+    """Base of fluxkit's warnings; ``str(w)`` is the human message."""
+
+
+class RequestCoerced(FluxkitWarning):
+    """``validate="coerce"`` changed a value to one the backend accepts."""
+
+    def __init__(self, field: str, given: object, used: object, reason: str) -> None:
+        self.field, self.given, self.used, self.reason = field, given, used, reason
+        super().__init__(f"{field}: {given!r} -> {used!r} ({reason})")
+
+
+class ContentFlagged(FluxkitWarning):
+    """The provider's safety checker flagged image ``index`` (it may be blacked out)."""
+
+    def __init__(self, index: int, backend: str) -> None:
+        self.index, self.backend = index, backend
+        super().__init__(f"{backend} flagged image {index} as NSFW (it may be blank)")
+
+
+class ProviderNotice(FluxkitWarning):
+    """Something the provider said or did that the caller should know about."""
