@@ -34,7 +34,11 @@ __all__ = [
 
 # name -> the extra whose packages the backend needs at run time ("" = core only)
 BACKEND_EXTRAS: dict[str, str] = {
+    "diffusers": "local",
     "fake": "",
+    "fal": "fal",
+    "replicate": "",
+    "together": "",
 }
 BACKEND_NAMES: tuple[str, ...] = tuple(BACKEND_EXTRAS)
 

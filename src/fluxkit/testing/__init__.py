@@ -1,0 +1,42 @@
+"""Test helpers shipped with fluxkit: provider emulators, the fake provider, a pytest plugin.
+
+```python
+import fluxkit
+from fluxkit.testing import FakeProviderEmulator
+
+emu = FakeProviderEmulator()
+emu.script.queue_seconds = 0.2          # jobs wait in the queue
+gen = fluxkit.Generator("fake", emulator=emu)
+```
+
+Every emulator runs in-process (``emu.transport()``) or on a loopback port
+(``with emu.serve() as url: ...``).
+"""
+
+from fluxkit.testing._emulator import (
+    Defer,
+    EmulatorTransport,
+    Emulator,
+    EmuRequest,
+    EmuResponse,
+    Failure,
+    Script,
+    route,
+)
+from fluxkit.testing._jobs import EmulatedJob
+from fluxkit.testing._render import render_fake_image
+from fluxkit.testing.fake import FakeProviderEmulator
+
+__all__ = [
+    "Defer",
+    "EmuRequest",
+    "EmuResponse",
+    "EmulatedJob",
+    "Emulator",
+    "EmulatorTransport",
+    "FakeProviderEmulator",
+    "Failure",
+    "Script",
+    "render_fake_image",
+    "route",
+]
