@@ -14,6 +14,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
+from fluxkit._core import Wait
 from fluxkit._images import InputImage
 
 __all__ = ["DEFAULT_INLINE_LIMIT", "UploadCache", "image_reference"]
@@ -37,7 +38,20 @@ class UploadCache:
         self.hits = 0
         self.uploads = 0
         self._entries: dict[str, tuple[str, float]] = {}
+        self._in_flight: set[str] = set()
         self._lock = threading.Lock()
+
+    def claim(self, key: str) -> bool:
+        """Reserve the upload of ``key``; False when another flow is uploading it now."""
+        with self._lock:
+            if key in self._in_flight:
+                return False
+            self._in_flight.add(key)
+            return True
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._in_flight.discard(key)
 
     @staticmethod
     def key(provider: str, image: InputImage) -> str:
@@ -94,9 +108,17 @@ def image_reference(
     if upload is None or len(image.data) <= inline_limit:
         return image.data_uri()
     key = cache.key(provider, image)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    url = yield from upload(image)
-    cache.put(key, url)
+    while True:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+        if cache.claim(key):
+            break
+        # Another call is uploading the same bytes: wait for its URL rather than pay twice.
+        yield Wait(0.01)
+    try:
+        url = yield from upload(image)
+        cache.put(key, url)
+    finally:
+        cache.release(key)
     return url

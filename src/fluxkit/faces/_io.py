@@ -1,0 +1,113 @@
+"""Reading input images into the BGR arrays OpenCV works on, and back to PIL.
+
+Everything is decoded by Pillow, never ``cv2.imread``: Pillow keeps its decompression-bomb guard
+and applies EXIF orientation (phone headshots are often stored sideways, and no detector finds a
+face lying on its side).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from fluxkit._exceptions import MissingDependencyError
+from fluxkit.faces._errors import UnreadableImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["FaceImageLike", "Pixels", "load_bgr", "require_cv2", "to_pil"]
+
+Pixels = npt.NDArray[np.uint8]
+"""An HxWx3 uint8 image in OpenCV's BGR channel order."""
+
+FaceImageLike = Union[str, os.PathLike[str], bytes, "Image.Image", "npt.NDArray[Any]"]
+"""What the face functions accept: a path, encoded bytes, a PIL image, or an RGB/RGBA/grey
+uint8 array (channel order as Pillow and scikit-image use, *not* OpenCV's BGR). Objects with a
+``to_pil()`` method (fluxkit's ``GeneratedImage``) work too."""
+
+
+def require_cv2() -> Any:
+    """The ``cv2`` module, or a :class:`MissingDependencyError` naming the ``faces`` extra."""
+    try:
+        import cv2
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "face compositing", extra="faces", package="opencv-python-headless"
+        ) from exc
+    return cv2
+
+
+def load_bgr(value: object, role: str) -> Pixels:
+    """Decode ``value`` to a BGR uint8 array; ``role`` ("target"/"headshot") names it in errors."""
+    from PIL import Image
+
+    if isinstance(value, np.ndarray):
+        return _array_to_bgr(value, role)
+    if isinstance(value, Image.Image):
+        image = value
+    elif hasattr(value, "to_pil") and callable(value.to_pil):
+        image = value.to_pil()
+    elif isinstance(value, bytes | bytearray | memoryview):
+        image = _open(io.BytesIO(bytes(value)), role, f"<{len(value)} bytes>")
+    elif isinstance(value, str | os.PathLike):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise UnreadableImageError(role, str(value), "no such file")
+        image = _open(path, role, str(value))
+    else:
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        raise UnreadableImageError(role, value, f"unsupported type {kind}")
+    rgb = np.asarray(_to_rgb(image))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def to_pil(bgr: Pixels) -> Image.Image:
+    """A PIL RGB image of a BGR array."""
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]), "RGB")
+
+
+def _open(source: io.BytesIO | Path, role: str, shown: str) -> Image.Image:
+    from PIL import Image, ImageOps
+
+    try:
+        image = Image.open(source)
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImageError(
+            role, shown, f"refused as a possible decompression bomb: {exc}"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnreadableImageError(role, shown, f"not a readable image: {exc}") from None
+    return ImageOps.exif_transpose(image)
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas become white rather than whatever colour hides under alpha 0.
+        from PIL import Image
+
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def _array_to_bgr(array: npt.NDArray[Any], role: str) -> Pixels:
+    if array.dtype != np.uint8:
+        raise UnreadableImageError(role, f"<array {array.dtype}>", "arrays must be uint8 (0-255)")
+    if array.ndim == 2:
+        return np.ascontiguousarray(np.repeat(array[:, :, None], 3, axis=2))
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return np.ascontiguousarray(array[:, :, 2::-1])
+    raise UnreadableImageError(role, f"<array shape {array.shape}>", "shape must be HxW or HxWx3/4")
