@@ -87,7 +87,7 @@ def _supported_by(predicate: Any, exclude: str) -> list[str]:
 
 
 def _nearest_side(value: int, caps: Capabilities) -> int:
-    rounded = int(round(value / caps.size_multiple)) * caps.size_multiple
+    rounded = int(value / caps.size_multiple + 0.5) * caps.size_multiple  # ties round up
     low = -(-caps.min_side // caps.size_multiple) * caps.size_multiple
     high = caps.max_side // caps.size_multiple * caps.size_multiple
     return max(low, min(high, rounded))

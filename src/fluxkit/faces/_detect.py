@@ -14,10 +14,10 @@ from fluxkit._exceptions import InvalidRequestError, MissingDependencyError
 from fluxkit.faces._errors import FaceNotFoundError, MultipleFacesError
 from fluxkit.faces._face import Face, FaceDetector
 from fluxkit.faces._haar import HaarDetector
-from fluxkit.faces._io import FaceImageLike, Pixels, load_bgr
+from fluxkit.faces._io import FaceImageLike, load_bgr
 from fluxkit.faces._landmarks import YuFaceDetector, YuNetDetector
 
-__all__ = ["DETECTORS", "Face", "FaceDetector", "detect_faces", "get_detector", "pick_face"]
+__all__ = ["DETECTORS", "detect_faces", "get_detector", "pick_face", "rank_faces"]
 
 DETECTORS: tuple[str, ...] = ("auto", "haar", "yuface", "yunet")
 """Detector names accepted by ``detector=``; ``"auto"`` is ``"yuface"`` when installed, else
@@ -86,8 +86,12 @@ def detect_faces(
         faces[0].box   # (x, y, width, height)
         ```
     """
-    found = get_detector(detector).detect(load_bgr(image, role))
-    return sorted(found, key=lambda f: (-f.confidence, -f.box[2] * f.box[3]))
+    return rank_faces(get_detector(detector).detect(load_bgr(image, role)))
+
+
+def rank_faces(faces: list[Face]) -> list[Face]:
+    """Most confident first; among equal confidence, larger first."""
+    return sorted(faces, key=lambda f: (-f.confidence, -f.box[2] * f.box[3]))
 
 
 def pick_face(

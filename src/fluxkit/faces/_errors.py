@@ -14,7 +14,7 @@ from fluxkit._exceptions import FluxkitError, InvalidRequestError
 from fluxkit._warnings import FluxkitWarning
 
 if TYPE_CHECKING:
-    from fluxkit.faces._detect import Face
+    from fluxkit.faces._face import Face
 
 __all__ = [
     "FaceNotFoundError",
@@ -85,9 +85,7 @@ class MultipleFacesError(InvalidRequestError):
         self.role = role
         self.faces = tuple(faces)
         self.index_argument = index_argument
-        listed = ", ".join(
-            f"{i}: {face.describe()}" for i, face in enumerate(self.faces[:6])
-        )
+        listed = ", ".join(f"{i}: {face.describe()}" for i, face in enumerate(self.faces[:6]))
         message = (
             f"{len(self.faces)} faces found in the {role} image; pass "
             f"{index_argument}=0..{len(self.faces) - 1} to choose one ({listed})"

@@ -27,14 +27,27 @@ FLUX1_FAMILIES: frozenset[str] = frozenset({"flux-dev", "flux-schnell", "flux"})
 _FLUX1_HIDDEN = 3072
 _FLUX1_DOUBLE, _FLUX1_SINGLE = 19, 38
 _ARCHITECTURES: tuple[tuple[str, BaseModel], ...] = (
-    ("flux-1-dev", "flux-dev"), ("flux-1-schnell", "flux-schnell"), ("flux-2", "flux2"),
-    ("flux.2", "flux2"), ("flux-1", "flux"), ("flux", "flux"), ("chroma", "chroma"),
-    ("stable-diffusion-3", "sd3"), ("stable-diffusion-xl", "sdxl"),
-    ("stable-diffusion-v2", "sd2"), ("stable-diffusion-v1", "sd1"),
+    ("flux-1-dev", "flux-dev"),
+    ("flux-1-schnell", "flux-schnell"),
+    ("flux-2", "flux2"),
+    ("flux.2", "flux2"),
+    ("flux-1", "flux"),
+    ("flux", "flux"),
+    ("chroma", "chroma"),
+    ("stable-diffusion-3", "sd3"),
+    ("stable-diffusion-xl", "sdxl"),
+    ("stable-diffusion-v2", "sd2"),
+    ("stable-diffusion-v1", "sd1"),
 )
 _VERSIONS: tuple[tuple[str, BaseModel], ...] = (
-    ("flux2", "flux2"), ("flux.2", "flux2"), ("flux", "flux"), ("chroma", "chroma"),
-    ("sd3", "sd3"), ("sdxl", "sdxl"), ("sd_v2", "sd2"), ("sd_v1", "sd1"),
+    ("flux2", "flux2"),
+    ("flux.2", "flux2"),
+    ("flux", "flux"),
+    ("chroma", "chroma"),
+    ("sd3", "sd3"),
+    ("sdxl", "sdxl"),
+    ("sd_v2", "sd2"),
+    ("sd_v1", "sd1"),
 )
 _NAME_KEYS = ("ss_sd_model_name", "ss_base_model", "modelspec.title", "base_model")
 
@@ -97,9 +110,11 @@ def _from_keys(tensors: Mapping[str, TensorEntry]) -> tuple[BaseModel, str]:
     hidden = _hidden_size(tensors)
     if single is None and "double_blocks" not in joined and hidden not in (None, _FLUX1_HIDDEN):
         return "sd3", f"keys (MMDiT blocks, hidden size {hidden})"
-    if hidden not in (None, _FLUX1_HIDDEN) or (double or 0) >= _FLUX1_DOUBLE or (
-        single or 0
-    ) >= _FLUX1_SINGLE:
+    if (
+        hidden not in (None, _FLUX1_HIDDEN)
+        or (double or 0) >= _FLUX1_DOUBLE
+        or (single or 0) >= _FLUX1_SINGLE
+    ):
         return "flux2", f"keys (FLUX-style blocks beyond FLUX.1's shape, hidden {hidden})"
     return "flux", "keys (FLUX.1 double/single blocks; dev or schnell not recorded)"
 
@@ -113,8 +128,10 @@ def _hidden_size(tensors: Mapping[str, TensorEntry]) -> int | None:
     """Input width of attention query/qkv LoRAs (A/down is ``[rank, in_features]``)."""
     for key, entry in tensors.items():
         module, role = module_of(key)
-        if role == "down" and len(entry.shape) == 2 and re.search(
-            r"(attn[._]to_q|img_attn[._]qkv|qkv_lora1|linear1)$", module
+        if (
+            role == "down"
+            and len(entry.shape) == 2
+            and re.search(r"(attn[._]to_q|img_attn[._]qkv|qkv_lora1|linear1)$", module)
         ):
             return entry.shape[1]
     return None

@@ -20,12 +20,20 @@ Layout = Literal["diffusers", "kohya", "xlabs", "bfl", "unknown"]
 
 # Longest first: ".lora.down.weight" must win over ".down.weight".
 _SUFFIXES = (
-    (".lora_A.default.weight", "down"), (".lora_B.default.weight", "up"),
-    (".lora.down.weight", "down"), (".lora.up.weight", "up"),
-    (".lora_A.weight", "down"), (".lora_B.weight", "up"),
-    (".lora_down.weight", "down"), (".lora_up.weight", "up"),
-    (".down.weight", "down"), (".up.weight", "up"),
-    (".alpha", "alpha"), (".dora_scale", "extra"), (".diff_b", "extra"), (".diff", "extra"),
+    (".lora_A.default.weight", "down"),
+    (".lora_B.default.weight", "up"),
+    (".lora.down.weight", "down"),
+    (".lora.up.weight", "up"),
+    (".lora_A.weight", "down"),
+    (".lora_B.weight", "up"),
+    (".lora_down.weight", "down"),
+    (".lora_up.weight", "up"),
+    (".down.weight", "down"),
+    (".up.weight", "up"),
+    (".alpha", "alpha"),
+    (".dora_scale", "extra"),
+    (".diff_b", "extra"),
+    (".diff", "extra"),
 )
 _INDEX_DOT = re.compile(r"\.\d+(?=\.|$)")
 _INDEX_UNDERSCORE = re.compile(r"_\d+(?=_|$)")
@@ -100,17 +108,27 @@ def analyse_layout(tensors: Mapping[str, TensorEntry]) -> LayoutFacts:
     if layout == "unknown" and tensors:
         notes.append("no LoRA key layout recognised (lora_A/B, lora_down/up, XLabs processor)")
     return LayoutFacts(
-        layout=layout, ranks=tuple(sorted(ranks)), targets=tuple(targets),
-        module_groups=tuple(groups), module_count=len(modules),
-        alpha_tensors=tuple(alphas), text_encoder=text_encoder, notes=tuple(dict.fromkeys(notes)),
+        layout=layout,
+        ranks=tuple(sorted(ranks)),
+        targets=tuple(targets),
+        module_groups=tuple(groups),
+        module_count=len(modules),
+        alpha_tensors=tuple(alphas),
+        text_encoder=text_encoder,
+        notes=tuple(dict.fromkeys(notes)),
     )
 
 
 def _generalise(module: str) -> str:
     """Block indices become ``*``: ``transformer_blocks.7.attn.to_q`` → ``transformer_blocks.*.attn.to_q``."""
-    for prefix in ("base_model.model.", "diffusion_model.", "transformer.", "model.diffusion_model."):
+    for prefix in (
+        "base_model.model.",
+        "diffusion_model.",
+        "transformer.",
+        "model.diffusion_model.",
+    ):
         if module.startswith(prefix):
-            module = module[len(prefix):]
+            module = module[len(prefix) :]
     if "." in module:
         return _INDEX_DOT.sub(".*", module)
     return _INDEX_UNDERSCORE.sub("_*", module)
@@ -124,15 +142,25 @@ def _group(target: str) -> str:
         return "text_encoder_2"
     if t.startswith(_TE_PREFIXES) or "text_encoder" in t:
         return "text_encoder.clip"
-    if t.startswith(("lora_unet_input", "lora_unet_output", "lora_unet_middle", "lora_unet_down",
-                     "lora_unet_up", "lora_unet_mid", "unet.")):
+    if t.startswith(
+        (
+            "lora_unet_input",
+            "lora_unet_output",
+            "lora_unet_middle",
+            "lora_unet_down",
+            "lora_unet_up",
+            "lora_unet_mid",
+            "unet.",
+        )
+    ):
         return "unet"
     if "single" in t:
         block = "single_blocks"
     elif "double_blocks" in t or "transformer_blocks" in t:
         block = "double_blocks"
-    elif any(part in t for part in ("embed", "img_in", "txt_in", "time_in", "vector_in",
-                                    "guidance_in")):
+    elif any(
+        part in t for part in ("embed", "img_in", "txt_in", "time_in", "vector_in", "guidance_in")
+    ):
         return "embedders"
     elif any(part in t for part in ("final_layer", "norm_out", "proj_out")):
         return "final_layer"

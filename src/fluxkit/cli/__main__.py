@@ -1,0 +1,5 @@
+import sys
+
+from fluxkit.cli import main
+
+sys.exit(main())
