@@ -137,4 +137,9 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # Only the public surface (and loaded subpackages), not this module's own imports.
+    import types
+
+    submodules = {name for name, value in globals().items() if isinstance(value, types.ModuleType)
+                  and value.__name__.startswith("fluxkit.")}
+    return sorted(set(__all__) | submodules)

@@ -41,11 +41,17 @@ __all__ = ["CAPABILITIES", "MODEL_ALIASES", "TogetherBackend", "backend_class", 
 
 _BFL = "black-forest-labs"
 SCHNELL, DEV, DEV_LORA, PRO_11 = (
-    f"{_BFL}/FLUX.1-schnell", f"{_BFL}/FLUX.1-dev", f"{_BFL}/FLUX.1-dev-lora", f"{_BFL}/FLUX.1.1-pro"
+    f"{_BFL}/FLUX.1-schnell",
+    f"{_BFL}/FLUX.1-dev",
+    f"{_BFL}/FLUX.1-dev-lora",
+    f"{_BFL}/FLUX.1.1-pro",
 )
 KONTEXT_PRO, KONTEXT_MAX = f"{_BFL}/FLUX.1-kontext-pro", f"{_BFL}/FLUX.1-kontext-max"
 FLUX2_DEV, FLUX2_PRO, FLUX2_FLEX, FLUX2_MAX = (
-    f"{_BFL}/FLUX.2-dev", f"{_BFL}/FLUX.2-pro", f"{_BFL}/FLUX.2-flex", f"{_BFL}/FLUX.2-max"
+    f"{_BFL}/FLUX.2-dev",
+    f"{_BFL}/FLUX.2-pro",
+    f"{_BFL}/FLUX.2-flex",
+    f"{_BFL}/FLUX.2-max",
 )
 
 MODEL_ALIASES: Mapping[str, str] = {
@@ -66,8 +72,13 @@ MODEL_ALIASES: Mapping[str, str] = {
 # 256-1920 in multiples of 8, output jpeg (default) or png. Seeds: nothing documents that the n
 # images of one call are each reproducible from a seed, so fluxkit sends one image per call.
 _BASE = Capabilities(
-    max_images_per_call=4, seeds_per_image=False, size_multiple=8, min_side=256, max_side=1920,
-    max_steps=50, output_formats=("png", "jpeg"),
+    max_images_per_call=4,
+    seeds_per_image=False,
+    size_multiple=8,
+    min_side=256,
+    max_side=1920,
+    max_steps=50,
+    output_formats=("png", "jpeg"),
 )
 _NO_GUIDANCE = replace(_BASE, guidance=False, default_guidance=None)
 # FLUX.2 [pro] gives "up to 9 MP" (docs.together.ai/docs/quickstart-flux); fluxkit caps at 2048.
@@ -92,15 +103,21 @@ CAPABILITIES: Mapping[str, Capabilities] = {
     FLUX2_FLEX: replace(_BASE, max_side=2048, img2img=True, reference_image=True),
     FLUX2_MAX: replace(_FLUX2_LARGE, notes="steps fixed"),
     "*": replace(
-        _NO_GUIDANCE, max_images_per_call=1, default_steps=20,
+        _NO_GUIDANCE,
+        max_images_per_call=1,
+        default_steps=20,
         notes="any other Together image model id, passed through; its own fields go in extra=",
     ),
 }
 
 # Which guidance field each model reads: FLUX.2 dev/flex take `guidance`, FLUX.1 takes
 # `guidance_scale` (skills api-reference.md, "FLUX.2 Dev/Flex with Guidance").
-_GUIDANCE_FIELD = {DEV: "guidance_scale", DEV_LORA: "guidance_scale", FLUX2_DEV: "guidance",
-                   FLUX2_FLEX: "guidance"}
+_GUIDANCE_FIELD = {
+    DEV: "guidance_scale",
+    DEV_LORA: "guidance_scale",
+    FLUX2_DEV: "guidance",
+    FLUX2_FLEX: "guidance",
+}
 # Models whose step count is not a knob: `steps` is left out rather than risk a 400.
 _FIXED_STEPS = frozenset({PRO_11, FLUX2_PRO, FLUX2_MAX})
 _GENERATION_TIMEOUT = 300.0
@@ -128,7 +145,9 @@ def lora_path(lora: LoRA) -> str:
             return lora.url
         if lora.revision is not None:
             raise InvalidRequestError(
-                "lora.source", lora.source, "hf://owner/repo/file.safetensors@revision",
+                "lora.source",
+                lora.source,
+                "hf://owner/repo/file.safetensors@revision",
                 reason="Together takes a bare repo only at its default branch; name the file",
             )
         return f"https://huggingface.co/{lora.repo_id}"
@@ -136,7 +155,9 @@ def lora_path(lora: LoRA) -> str:
         return lora.source
     # Local paths are refused before this point (local_loras=False); data: URIs here.
     raise InvalidRequestError(
-        "lora.source", lora.source[:60], "an hf:// or https:// source",
+        "lora.source",
+        lora.source[:60],
+        "an hf:// or https:// source",
         reason="Together downloads LoRAs itself and has no upload API",
     )
 
@@ -215,11 +236,17 @@ class TogetherBackend(HttpBackend):
         request = call.request
         image_url = yield from self._image(request.image)
         reference_url = yield from self._image(request.reference_image)
-        response = yield from send(HttpRequest(
-            "POST", f"{self.base_url}/v1/images/generations", headers=self._headers(),
-            json=self.payload(call, image_url=image_url, reference_url=reference_url),
-            retry="submit", raise_for_status=False, timeout=_GENERATION_TIMEOUT,
-        ))
+        response = yield from send(
+            HttpRequest(
+                "POST",
+                f"{self.base_url}/v1/images/generations",
+                headers=self._headers(),
+                json=self.payload(call, image_url=image_url, reference_url=reference_url),
+                retry="submit",
+                raise_for_status=False,
+                timeout=_GENERATION_TIMEOUT,
+            )
+        )
         body = _decoded(response)
         if not response.ok:
             # Together's error bodies carry the request id: {"id": ..., "error": {...}}.
@@ -235,8 +262,9 @@ class TogetherBackend(HttpBackend):
         if image is None:
             return None
         # No files API: URLs pass through, bytes travel inline as a data URI.
-        return (yield from image_reference(image, provider=self.name, cache=self._uploads,
-                                           upload=None))
+        return (
+            yield from image_reference(image, provider=self.name, cache=self._uploads, upload=None)
+        )
 
     def parse(self, body: Any, call: Call) -> CallOutput:
         """Images, request id and inference time from a 200 answer (pure)."""
@@ -249,20 +277,25 @@ class TogetherBackend(HttpBackend):
         images: list[ImageOutput] = []
         inference: list[float] = []
         # Items may lack "type" (docs examples show bare {"b64_json": ...}): read the fields.
-        ordered = sorted(items, key=lambda item: int(item.get("index", 0)) if isinstance(item, dict) else 0)
+        ordered = sorted(
+            items, key=lambda item: int(item.get("index", 0)) if isinstance(item, dict) else 0
+        )
         for position, item in enumerate(ordered):
             try:
                 images.append(self._image_output(item, call, position))
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise ResponseFormatError(
-                    f"unreadable image entry: {exc}", backend=self.name, request_id=request_id,
+                    f"unreadable image entry: {exc}",
+                    backend=self.name,
+                    request_id=request_id,
                     body=body,
                 ) from exc
             timings = item.get("timings") or {}
             if isinstance(timings.get("inference"), int | float):
                 inference.append(float(timings["inference"]))
-        return CallOutput(images, request_id=request_id,
-                          running_seconds=max(inference) if inference else None)
+        return CallOutput(
+            images, request_id=request_id, running_seconds=max(inference) if inference else None
+        )
 
     def _image_output(self, item: dict[str, Any], call: Call, position: int) -> ImageOutput:
         encoded, url = item.get("b64_json"), item.get("url")
@@ -273,7 +306,11 @@ class TogetherBackend(HttpBackend):
         return ImageOutput(
             # The seed sent reproduces the first image only; one image per call is the norm.
             seed=call.seeds[0] if position == 0 else None,
-            width=width, height=height, format=call.request.output_format, data=data, url=url,
+            width=width,
+            height=height,
+            format=call.request.output_format,
+            data=data,
+            url=url,
             # Unverified field name: Together documents no NSFW flag; fal/BFL use this one.
             nsfw=bool(item.get("has_nsfw_concepts")),
         )
