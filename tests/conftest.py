@@ -7,8 +7,14 @@ from collections.abc import Iterator
 import pytest
 
 _PROVIDER_VARIABLES = (
-    "FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET", "TOGETHER_API_KEY", "REPLICATE_API_TOKEN",
-    "RUNPOD_API_KEY", "HF_TOKEN", "FLUXKIT_BACKEND",
+    "FAL_KEY",
+    "FAL_KEY_ID",
+    "FAL_KEY_SECRET",
+    "TOGETHER_API_KEY",
+    "REPLICATE_API_TOKEN",
+    "RUNPOD_API_KEY",
+    "HF_TOKEN",
+    "FLUXKIT_BACKEND",
 )
 
 

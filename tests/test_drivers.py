@@ -35,7 +35,10 @@ class TestRetries:
         assert len(result.images) == 1
         assert submits(emulator) == 3
         retries = [e for e in events if isinstance(e, fluxkit.Retrying)]
-        assert [(r.attempt, r.delay, r.reason) for r in retries] == [(1, 0.2, "HTTP 429"), (2, 0.2, "HTTP 429")]
+        assert [(r.attempt, r.delay, r.reason) for r in retries] == [
+            (1, 0.2, "HTTP 429"),
+            (2, 0.2, "HTTP 429"),
+        ]
         assert elapsed >= 0.4
 
     def test_retry_after_ms_is_honoured(self) -> None:
@@ -49,7 +52,10 @@ class TestRetries:
     def test_rate_limit_that_outlasts_retries_raises_with_retry_after(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.fail_next(429, count=10, path=SUBMIT, retry_after=0.01)
-        with make(emulator, max_retries=2) as generator, pytest.raises(fluxkit.RateLimitError) as info:
+        with (
+            make(emulator, max_retries=2) as generator,
+            pytest.raises(fluxkit.RateLimitError) as info,
+        ):
             generator.generate("fox", size="square")
         assert info.value.retry_after == 0.01 and info.value.status_code == 429
         assert submits(emulator) == 3
@@ -69,11 +75,18 @@ class TestRetries:
         assert result.images[0].seed == 3
         assert submits(emulator) == 1
 
-    @pytest.mark.parametrize(("status", "error"), [
-        (401, fluxkit.AuthenticationError), (403, fluxkit.AuthenticationError),
-        (422, fluxkit.ProviderRejectedError), (404, fluxkit.ProviderRejectedError),
-    ])
-    def test_client_errors_are_mapped_and_not_retried(self, status: int, error: type[Exception]) -> None:
+    @pytest.mark.parametrize(
+        ("status", "error"),
+        [
+            (401, fluxkit.AuthenticationError),
+            (403, fluxkit.AuthenticationError),
+            (422, fluxkit.ProviderRejectedError),
+            (404, fluxkit.ProviderRejectedError),
+        ],
+    )
+    def test_client_errors_are_mapped_and_not_retried(
+        self, status: int, error: type[Exception]
+    ) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.fail_next(status, path=SUBMIT, body={"detail": "provider says no"})
         with make(emulator) as generator, pytest.raises(error) as info:
@@ -84,7 +97,10 @@ class TestRetries:
 
     def test_wrong_key_is_an_authentication_error_without_the_key_in_it(self) -> None:
         emulator = FakeProviderEmulator(api_key="right-key")
-        with make(emulator, api_key="wrong-key-123") as generator, pytest.raises(fluxkit.AuthenticationError) as info:
+        with (
+            make(emulator, api_key="wrong-key-123") as generator,
+            pytest.raises(fluxkit.AuthenticationError) as info,
+        ):
             generator.generate("fox", size="square")
         assert "wrong-key-123" not in str(info.value) and "wrong-key-123" not in repr(generator)
 

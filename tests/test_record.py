@@ -13,13 +13,18 @@ from fluxkit._record import write_atomic
 def result() -> fluxkit.GenerationResult:
     with fluxkit.Generator("fake") as generator:
         return generator.generate(
-            "a lighthouse, ünïcode ✓", size="square", seed=41, steps=3,
+            "a lighthouse, ünïcode ✓",
+            size="square",
+            seed=41,
+            steps=3,
             loras=[fluxkit.LoRA("hf://me/style/style.safetensors", scale=0.7)],
         )
 
 
 @pytest.mark.parametrize("suffix", ["png", "jpg", "jpeg", "webp"])
-def test_record_round_trips_through_every_format(result: fluxkit.GenerationResult, tmp_path: Path, suffix: str) -> None:
+def test_record_round_trips_through_every_format(
+    result: fluxkit.GenerationResult, tmp_path: Path, suffix: str
+) -> None:
     path = result.images[0].save(tmp_path / f"out.{suffix}")
     record = fluxkit.read_record(path)
     assert record is not None
@@ -49,7 +54,9 @@ def test_file_without_record_reads_none(tmp_path: Path) -> None:
     assert fluxkit.read_record(tmp_path / "plain.png") is None
 
 
-def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_atomic_write_leaves_old_file_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = tmp_path / "image.png"
     target.write_bytes(b"old")
 
@@ -63,7 +70,9 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path, monkeypat
     assert [p.name for p in tmp_path.iterdir()] == ["image.png"]  # no temp file left behind
 
 
-def test_result_save_names_files_by_index_and_seed(result: fluxkit.GenerationResult, tmp_path: Path) -> None:
+def test_result_save_names_files_by_index_and_seed(
+    result: fluxkit.GenerationResult, tmp_path: Path
+) -> None:
     paths = result.save(tmp_path / "batch")
     assert [p.name for p in paths] == ["fluxkit-00-41.png"]
 

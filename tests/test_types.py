@@ -21,9 +21,14 @@ def png_bytes(size: tuple[int, int] = (32, 32)) -> bytes:
 
 @pytest.mark.parametrize(
     ("preset", "size"),
-    [("square_hd", (1024, 1024)), ("square", (512, 512)), ("portrait_4_3", (768, 1024)),
-     ("portrait_16_9", (576, 1024)), ("landscape_4_3", (1024, 768)),
-     ("landscape_16_9", (1024, 576))],
+    [
+        ("square_hd", (1024, 1024)),
+        ("square", (512, 512)),
+        ("portrait_4_3", (768, 1024)),
+        ("portrait_16_9", (576, 1024)),
+        ("landscape_4_3", (1024, 768)),
+        ("landscape_16_9", (1024, 576)),
+    ],
 )
 def test_size_presets_resolve_to_pixels(preset: str, size: tuple[int, int]) -> None:
     assert GenerationRequest(prompt="x", size=preset).size == size
@@ -47,10 +52,18 @@ def test_request_is_immutable() -> None:
 
 @pytest.mark.parametrize(
     ("field", "value", "allowed"),
-    [("steps", 0, "1 to 100"), ("steps", 101, "1 to 100"), ("guidance", 25.0, "0 to 20"),
-     ("seed", 2**32, "4294967295"), ("seed", -1, "0 to"), ("n", 17, "1 to 16"),
-     ("width", 1000, "multiple of 16"), ("height", 128, "256 to 2048"),
-     ("output_format", "gif", "png"), ("prompt", "   ", "non-empty")],
+    [
+        ("steps", 0, "1 to 100"),
+        ("steps", 101, "1 to 100"),
+        ("guidance", 25.0, "0 to 20"),
+        ("seed", 2**32, "4294967295"),
+        ("seed", -1, "0 to"),
+        ("n", 17, "1 to 16"),
+        ("width", 1000, "multiple of 16"),
+        ("height", 128, "256 to 2048"),
+        ("output_format", "gif", "png"),
+        ("prompt", "   ", "non-empty"),
+    ],
 )
 def test_invalid_fields_name_field_value_and_range(field: str, value: object, allowed: str) -> None:
     params = {"prompt": "x", field: value}
@@ -89,7 +102,9 @@ request_fields = st.fixed_dictionaries(
         "height": st.integers(-10, 5000),
         "strength": st.floats(-2, 2),
         "output_format": st.text(max_size=5),
-        "size": st.one_of(st.text(max_size=12), st.tuples(st.integers(0, 4096), st.integers(0, 4096))),
+        "size": st.one_of(
+            st.text(max_size=12), st.tuples(st.integers(0, 4096), st.integers(0, 4096))
+        ),
     },
 )
 
@@ -128,7 +143,12 @@ def test_invalid_input_never_reaches_the_network(fields: dict[str, object]) -> N
 class TestLoRA:
     def test_hub_file_reference_resolves_to_download_url(self) -> None:
         lora = LoRA("hf://me/tok-lora/lora.safetensors@v2", scale=0.8)
-        assert (lora.kind, lora.repo_id, lora.filename, lora.revision) == ("hf", "me/tok-lora", "lora.safetensors", "v2")
+        assert (lora.kind, lora.repo_id, lora.filename, lora.revision) == (
+            "hf",
+            "me/tok-lora",
+            "lora.safetensors",
+            "v2",
+        )
         assert lora.url == "https://huggingface.co/me/tok-lora/resolve/v2/lora.safetensors"
 
     def test_bare_repo_has_no_file_url(self) -> None:
@@ -144,12 +164,16 @@ class TestLoRA:
         lora = LoRA(path)
         assert lora.kind == "path" and lora.filename == "style.safetensors"
 
-    @pytest.mark.parametrize("source", ["a.bin", "https://x.org/model.ckpt", "hf://a/b/c.pt", "w.pth"])
+    @pytest.mark.parametrize(
+        "source", ["a.bin", "https://x.org/model.ckpt", "hf://a/b/c.pt", "w.pth"]
+    )
     def test_pickle_formats_are_refused(self, source: str) -> None:
         with pytest.raises(InvalidRequestError, match="pickle"):
             LoRA(source)
 
-    @pytest.mark.parametrize("source", ["http://insecure.org/a.safetensors", "s3://b/k", "hf://only", ""])
+    @pytest.mark.parametrize(
+        "source", ["http://insecure.org/a.safetensors", "s3://b/k", "hf://only", ""]
+    )
     def test_bad_sources_are_refused(self, source: str) -> None:
         with pytest.raises(InvalidRequestError) as info:
             LoRA(source)
@@ -160,7 +184,9 @@ class TestLoRA:
             LoRA("hf://a/b", scale=9)
 
     def test_request_accepts_strings_tuples_and_dicts(self) -> None:
-        request = GenerationRequest(prompt="x", loras=["hf://a/b", ("hf://c/d", 0.5), {"source": "hf://e/f", "scale": 0.2}])
+        request = GenerationRequest(
+            prompt="x", loras=["hf://a/b", ("hf://c/d", 0.5), {"source": "hf://e/f", "scale": 0.2}]
+        )
         assert [lora.scale for lora in request.loras] == [1.0, 0.5, 0.2]
 
 
@@ -169,7 +195,13 @@ class TestInputImages:
         data = png_bytes()
         path = tmp_path / "init.png"
         path.write_bytes(data)
-        sources = [path, str(path), data, Image.open(io.BytesIO(data)), np.zeros((32, 32, 3), np.uint8)]
+        sources = [
+            path,
+            str(path),
+            data,
+            Image.open(io.BytesIO(data)),
+            np.zeros((32, 32, 3), np.uint8),
+        ]
         for source in sources:
             request = GenerationRequest(prompt="x", image=source, strength=0.5)
             assert request.image is not None and request.image.data is not None

@@ -140,6 +140,9 @@ def __dir__() -> list[str]:
     # Only the public surface (and loaded subpackages), not this module's own imports.
     import types
 
-    submodules = {name for name, value in globals().items() if isinstance(value, types.ModuleType)
-                  and value.__name__.startswith("fluxkit.")}
+    submodules = {
+        name
+        for name, value in globals().items()
+        if isinstance(value, types.ModuleType) and value.__name__.startswith("fluxkit.")
+    }
     return sorted(set(__all__) | submodules)

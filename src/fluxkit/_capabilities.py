@@ -119,7 +119,11 @@ def coerce_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[Reque
         if isinstance(value, int | float) and not isinstance(value, bool):
             new = _nearest_side(int(value), generic)
             if new != value:
-                warnings.append(RequestCoerced(side, value, new, f"multiple of {SIDE_MULTIPLE}, {MIN_SIDE}-{MAX_SIDE}"))
+                warnings.append(
+                    RequestCoerced(
+                        side, value, new, f"multiple of {SIDE_MULTIPLE}, {MIN_SIDE}-{MAX_SIDE}"
+                    )
+                )
             out[side] = new
     return out, warnings
 
@@ -140,10 +144,17 @@ def check_request(
     warnings: list[RequestCoerced] = []
     coerce = mode == "coerce"
 
-    def unsupported(feature: str, predicate: Any, *, field: str, value: Any, allowed: str = "") -> None:
+    def unsupported(
+        feature: str, predicate: Any, *, field: str, value: Any, allowed: str = ""
+    ) -> None:
         raise UnsupportedFeatureError(
-            feature, backend=backend, model=model, supported_by=_supported_by(predicate, backend),
-            field=field, value=value, allowed=allowed,
+            feature,
+            backend=backend,
+            model=model,
+            supported_by=_supported_by(predicate, backend),
+            field=field,
+            value=value,
+            allowed=allowed,
         )
 
     count = len(request.loras)
@@ -151,43 +162,68 @@ def check_request(
         if caps.max_loras == 0:
             unsupported("LoRAs", lambda c: c.max_loras > 0, field="loras", value=count, allowed="0")
         unsupported(
-            f"{count} LoRAs", lambda c: c.max_loras >= count, field="loras", value=count,
+            f"{count} LoRAs",
+            lambda c: c.max_loras >= count,
+            field="loras",
+            value=count,
             allowed=f"at most {caps.max_loras}",
         )
     if not caps.local_loras:
         for index, lora in enumerate(request.loras):
             if lora.kind == "path":
                 unsupported(
-                    "LoRAs from local files", lambda c: c.local_loras, field=f"loras[{index}]",
-                    value=lora.source, allowed="hf:// or https:// sources",
+                    "LoRAs from local files",
+                    lambda c: c.local_loras,
+                    field=f"loras[{index}]",
+                    value=lora.source,
+                    allowed="hf:// or https:// sources",
                 )
     if request.image is not None and not caps.img2img:
         unsupported("img2img (image=)", lambda c: c.img2img, field="image", value="<image>")
     if request.reference_image is not None and not caps.reference_image:
-        unsupported("reference_image", lambda c: c.reference_image, field="reference_image", value="<image>")
+        unsupported(
+            "reference_image", lambda c: c.reference_image, field="reference_image", value="<image>"
+        )
     if request.output_format not in caps.output_formats:
         if coerce:
             changes["output_format"] = caps.output_formats[0]
-            warnings.append(RequestCoerced("output_format", request.output_format, caps.output_formats[0], f"{backend} returns {', '.join(caps.output_formats)}"))
+            warnings.append(
+                RequestCoerced(
+                    "output_format",
+                    request.output_format,
+                    caps.output_formats[0],
+                    f"{backend} returns {', '.join(caps.output_formats)}",
+                )
+            )
         else:
             unsupported(
-                f"output_format={request.output_format!r}", lambda c: request.output_format in c.output_formats,
-                field="output_format", value=request.output_format, allowed=", ".join(caps.output_formats),
+                f"output_format={request.output_format!r}",
+                lambda c: request.output_format in c.output_formats,
+                field="output_format",
+                value=request.output_format,
+                allowed=", ".join(caps.output_formats),
             )
 
     width, height = request.width, request.height
     fits = (
-        width % caps.size_multiple == 0 and height % caps.size_multiple == 0
-        and caps.min_side <= min(width, height) and max(width, height) <= caps.max_side
+        width % caps.size_multiple == 0
+        and height % caps.size_multiple == 0
+        and caps.min_side <= min(width, height)
+        and max(width, height) <= caps.max_side
     )
     if not fits:
         if coerce:
             new_w, new_h = coerce_size(width, height, caps)
             changes.update(width=new_w, height=new_h)
-            warnings.append(RequestCoerced("size", (width, height), (new_w, new_h), f"{backend} {model} size rules"))
+            warnings.append(
+                RequestCoerced(
+                    "size", (width, height), (new_w, new_h), f"{backend} {model} size rules"
+                )
+            )
         else:
             raise InvalidRequestError(
-                "size", (width, height),
+                "size",
+                (width, height),
                 f"sides that are multiples of {caps.size_multiple} from {caps.min_side} to {caps.max_side} on {backend} {model}",
             )
 
@@ -196,9 +232,18 @@ def check_request(
     elif request.steps > caps.max_steps:
         if coerce:
             changes["steps"] = caps.max_steps
-            warnings.append(RequestCoerced("steps", request.steps, caps.max_steps, f"{model} allows at most {caps.max_steps}"))
+            warnings.append(
+                RequestCoerced(
+                    "steps",
+                    request.steps,
+                    caps.max_steps,
+                    f"{model} allows at most {caps.max_steps}",
+                )
+            )
         else:
-            raise InvalidRequestError("steps", request.steps, f"1 to {caps.max_steps} on {backend} {model}")
+            raise InvalidRequestError(
+                "steps", request.steps, f"1 to {caps.max_steps} on {backend} {model}"
+            )
     if request.guidance is None and caps.guidance and caps.default_guidance is not None:
         changes["guidance"] = caps.default_guidance
 

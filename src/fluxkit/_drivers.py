@@ -94,9 +94,13 @@ class _State:
     def request_id(self) -> str | None:
         return self.accepted.request_id if self.accepted else None
 
-    def accept(self, step: Accepted) -> None:
-        self.accepted = step
-        self.accepted_at = time.monotonic()
+    def observe(self, step: Any) -> None:
+        """A step that needs no I/O: an acceptance or a progress event."""
+        if isinstance(step, Accepted):
+            self.accepted = step
+            self.accepted_at = time.monotonic()
+        else:
+            self.emit(step)
 
     def emit(self, event: Any) -> None:
         from fluxkit._events import Started, Step
@@ -118,7 +122,9 @@ class _State:
     def deadline_error(self, cancelled: bool) -> DeadlineExceeded:
         assert self.ctx.deadline is not None
         return DeadlineExceeded(
-            self.ctx.deadline.timeout, backend=self.ctx.backend, request_id=self.request_id,
+            self.ctx.deadline.timeout,
+            backend=self.ctx.backend,
+            request_id=self.request_id,
             cancelled=cancelled,
         )
 
@@ -137,7 +143,9 @@ def _with_job(event: Any, job: int) -> Any:
     return replace(event, job=job)
 
 
-def _build(client: httpx.Client | httpx.AsyncClient, request: HttpRequest, timeout: float) -> httpx.Request:
+def _build(
+    client: httpx.Client | httpx.AsyncClient, request: HttpRequest, timeout: float
+) -> httpx.Request:
     return client.build_request(
         request.method,
         request.url,
@@ -192,7 +200,8 @@ def _after_network_error(
             return _Retry(delay, type(exc).__name__)
     raise ProviderUnavailableError(
         f"{type(exc).__name__} talking to {request.url.split('?')[0]}: {exc}",
-        backend=state.ctx.backend, request_id=state.request_id,
+        backend=state.ctx.backend,
+        request_id=state.request_id,
     ) from exc
 
 
@@ -217,26 +226,27 @@ def run_flow(flow: Any, client: httpx.Client, ctx: FlowContext) -> FlowOutcome[A
     reply: HttpResponse | None = None
     try:
         while True:
-            _check_sync(state)
             try:
                 step = flow.send(reply)
             except StopIteration as stop:
                 return state.outcome(_flow_result(stop))
             reply = None
             if isinstance(step, HttpRequest):
+                _check_sync(state)
                 reply = _send_sync(client, step, state)
             elif isinstance(step, Wait):
+                _check_sync(state)
                 _sleep_sync(step.seconds, state)
-            elif isinstance(step, Accepted):
-                state.accept(step)
             else:
-                state.emit(step)
+                state.observe(step)
     except _DeadlineHit:
         cancelled = _cancel_sync(client, state)
         raise state.deadline_error(cancelled) from None
     except _CancelRequested:
         _cancel_sync(client, state)
-        raise JobCancelledError("cancelled", backend=ctx.backend, request_id=state.request_id) from None
+        raise JobCancelledError(
+            "cancelled", backend=ctx.backend, request_id=state.request_id
+        ) from None
     except ProviderError as exc:
         if exc.request_id is None:
             exc.request_id = state.request_id
@@ -245,12 +255,16 @@ def run_flow(flow: Any, client: httpx.Client, ctx: FlowContext) -> FlowOutcome[A
         flow.close()
 
 
-def _check_sync(state: _State) -> None:
-    if state.ctx.cancel_event is not None and state.ctx.cancel_event.is_set():
-        raise _CancelRequested
+def _check_deadline(state: _State) -> None:
     left = state.time_left()
     if left is not None and left <= 0:
         raise _DeadlineHit
+
+
+def _check_sync(state: _State) -> None:
+    if state.ctx.cancel_event is not None and state.ctx.cancel_event.is_set():
+        raise _CancelRequested
+    _check_deadline(state)
 
 
 def _sleep_sync(seconds: float, state: _State) -> None:
@@ -309,22 +323,25 @@ async def arun_flow(flow: Any, client: httpx.AsyncClient, ctx: FlowContext) -> F
     reply: HttpResponse | None = None
     try:
         while True:
-            left = state.time_left()
-            if left is not None and left <= 0:
-                raise _DeadlineHit
             try:
                 step = flow.send(reply)
             except StopIteration as stop:
                 return state.outcome(_flow_result(stop))
             reply = None
             if isinstance(step, HttpRequest):
-                reply = await _send_async(client, step, state)
+                _check_deadline(state)
+                if step.retry == "submit":
+                    # Shielded: if the task is cancelled while a job is being created, wait for
+                    # the answer so the job's id is known and it can be cancelled at once.
+                    with anyio.CancelScope(shield=True):
+                        reply = await _send_async(client, step, state)
+                else:
+                    reply = await _send_async(client, step, state)
             elif isinstance(step, Wait):
+                _check_deadline(state)
                 await _sleep_async(step.seconds, state)
-            elif isinstance(step, Accepted):
-                state.accept(step)
             else:
-                state.emit(step)
+                state.observe(step)
     except _DeadlineHit:
         cancelled = await _cancel_async(client, state)
         raise state.deadline_error(cancelled) from None
@@ -347,7 +364,9 @@ async def _sleep_async(seconds: float, state: _State) -> None:
     await anyio.sleep(seconds)
 
 
-async def _send_async(client: httpx.AsyncClient, request: HttpRequest, state: _State) -> HttpResponse:
+async def _send_async(
+    client: httpx.AsyncClient, request: HttpRequest, state: _State
+) -> HttpResponse:
     attempt = 0
     while True:
         try:

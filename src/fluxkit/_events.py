@@ -7,7 +7,7 @@ provider call when ``n`` is split across several calls (0 otherwise).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fluxkit._results import GenerationResult
@@ -66,5 +66,5 @@ class Completed:
     result: GenerationResult
 
 
-Event = Union[Queued, Started, Step, Log, Retrying, Completed]
+Event = Queued | Started | Step | Log | Retrying | Completed
 EVENT_TYPES = (Queued, Started, Step, Log, Retrying, Completed)

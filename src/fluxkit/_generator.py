@@ -135,7 +135,11 @@ class _GeneratorCore:
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         """What ``model`` (default: the generator's model) can do on this backend."""
-        probe = GenerationRequest(prompt="probe", model=model) if model else GenerationRequest(prompt="probe")
+        probe = (
+            GenerationRequest(prompt="probe", model=model)
+            if model
+            else GenerationRequest(prompt="probe")
+        )
         return self._backend.capabilities(self._backend.resolve_model(probe))
 
     # -- planning (pure) ---------------------------------------------------------------------
@@ -150,14 +154,18 @@ class _GeneratorCore:
         else:
             for alias, name in _ALIASES.items():
                 if alias in params and name in params:
-                    raise InvalidRequestError(alias, params[alias], f"either {alias}= or {name}=", reason="both given")
+                    raise InvalidRequestError(
+                        alias, params[alias], f"either {alias}= or {name}=", reason="both given"
+                    )
             if mode == "coerce":
                 params, coerced = coerce_params(params)
                 warnings.extend(coerced)
             request = GenerationRequest(prompt=prompt, **params)
         model = self._backend.resolve_model(request)
         caps = self._backend.capabilities(model)
-        request, coerced_by_caps = check_request(request, caps, backend=self.backend, model=model, mode=mode)
+        request, coerced_by_caps = check_request(
+            request, caps, backend=self.backend, model=model, mode=mode
+        )
         warnings.extend(coerced_by_caps)
         if request.seed is None:
             request = request.replace(seed=secrets.randbelow(MAX_SEED + 1))
@@ -167,7 +175,7 @@ class _GeneratorCore:
         calls = [
             Call(request.replace(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
             for index, chunk in enumerate(
-                seeds[start:start + per_call] for start in range(0, len(seeds), per_call)
+                seeds[start : start + per_call] for start in range(0, len(seeds), per_call)
             )
         ]
         return _Plan(request, model, caps, calls, warnings)
@@ -190,7 +198,10 @@ class _GeneratorCore:
         }
 
     def _assemble(
-        self, plan: _Plan, outcomes: list[FlowOutcome[CallOutput]], total: float,
+        self,
+        plan: _Plan,
+        outcomes: list[FlowOutcome[CallOutput]],
+        total: float,
         fetch: Callable[[str], bytes] | None,
     ) -> GenerationResult:
         images: list[GeneratedImage] = []
@@ -206,12 +217,18 @@ class _GeneratorCore:
                 if image.nsfw:
                     warnings.append(ContentFlagged(len(images), self.backend))
                 fmt = sniff_format(image.data) if image.data else None
-                images.append(GeneratedImage(
-                    seed=image.seed, width=image.width, height=image.height,
-                    format=fmt or image.format, url=image.url,
-                    record=self._record(plan, image.seed, request_id),
-                    _data=image.data, _fetch=fetch,
-                ))
+                images.append(
+                    GeneratedImage(
+                        seed=image.seed,
+                        width=image.width,
+                        height=image.height,
+                        format=fmt or image.format,
+                        url=image.url,
+                        record=self._record(plan, image.seed, request_id),
+                        _data=image.data,
+                        _fetch=fetch,
+                    )
+                )
         queued = [o.value.queued_seconds or o.queued_seconds for o in outcomes]
         running = [o.value.running_seconds or o.running_seconds for o in outcomes]
         timings = Timings(
@@ -220,12 +237,22 @@ class _GeneratorCore:
             total=total,
         )
         return GenerationResult(
-            images=tuple(images), request=plan.request, backend=self.backend, model=plan.model,
-            request_ids=tuple(request_ids), timings=timings, warnings=tuple(warnings),
+            images=tuple(images),
+            request=plan.request,
+            backend=self.backend,
+            model=plan.model,
+            request_ids=tuple(request_ids),
+            timings=timings,
+            warnings=tuple(warnings),
         )
 
-    def _context(self, call: Call, deadline: Deadline | None, on_event: EventHandler | None,
-                 cancel_event: threading.Event | None = None) -> FlowContext:
+    def _context(
+        self,
+        call: Call,
+        deadline: Deadline | None,
+        on_event: EventHandler | None,
+        cancel_event: threading.Event | None = None,
+    ) -> FlowContext:
         return FlowContext(self.backend, self._policy, deadline, on_event, call.index, cancel_event)
 
     def _call_flow(self, call: Call) -> Any:
@@ -260,15 +287,21 @@ def _device_lock(key: str) -> threading.Lock:
         return _DEVICE_LOCKS.setdefault(key, threading.Lock())
 
 
-def _run_local(backend: LocalBackend, call: Call, emit: EventHandler, token: CancelToken) -> CallOutput:
+def _run_local(
+    backend: LocalBackend, call: Call, emit: EventHandler, token: CancelToken
+) -> CallOutput:
     with _device_lock(backend.device_key):
         token.raise_if_cancelled(backend.name)
         return backend.run(call, emit, token)
 
 
 def _local_outcome(output: CallOutput, started: float) -> FlowOutcome[CallOutput]:
-    return FlowOutcome(output, output.request_id, output.queued_seconds,
-                       output.running_seconds or time.monotonic() - started)
+    return FlowOutcome(
+        output,
+        output.request_id,
+        output.queued_seconds,
+        output.running_seconds or time.monotonic() - started,
+    )
 
 
 def _emitter(on_event: EventHandler | None) -> EventHandler:
@@ -319,17 +352,26 @@ class Generator(_GeneratorCore):
         **options: Any,
     ) -> None:
         super().__init__(
-            backend, model=model, api_key=api_key, base_url=base_url, timeout=timeout,
-            max_retries=max_retries, max_concurrency=max_concurrency, validate=validate,
-            download=download, **options,
+            backend,
+            model=model,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            validate=validate,
+            download=download,
+            **options,
         )
         self._owns_client = http_client is None
         self._client = http_client or self._new_client()
 
     def _new_client(self) -> httpx.Client:
         transport = self._backend.transport() if isinstance(self._backend, HttpBackend) else None
-        limits = httpx.Limits(max_connections=max(10, self._max_concurrency * 2),
-                              max_keepalive_connections=max(10, self._max_concurrency * 2))
+        limits = httpx.Limits(
+            max_connections=max(10, self._max_concurrency * 2),
+            max_keepalive_connections=max(10, self._max_concurrency * 2),
+        )
         return httpx.Client(transport=transport, limits=limits, follow_redirects=True)
 
     def generate(
@@ -415,7 +457,10 @@ class Generator(_GeneratorCore):
             worker.join()
 
     def _execute(
-        self, plan: _Plan, deadline: Deadline | None, on_event: EventHandler | None,
+        self,
+        plan: _Plan,
+        deadline: Deadline | None,
+        on_event: EventHandler | None,
         cancel: threading.Event | None,
     ) -> GenerationResult:
         started = time.monotonic()
@@ -431,12 +476,17 @@ class Generator(_GeneratorCore):
         return result
 
     def _run_concurrently(
-        self, calls: list[Call], deadline: Deadline | None, on_event: EventHandler | None,
+        self,
+        calls: list[Call],
+        deadline: Deadline | None,
+        on_event: EventHandler | None,
         cancel: threading.Event,
     ) -> list[FlowOutcome[CallOutput]]:
         workers = min(self._max_concurrency, len(calls))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fluxkit") as pool:
-            futures = [pool.submit(self._run_call, call, deadline, on_event, cancel) for call in calls]
+            futures = [
+                pool.submit(self._run_call, call, deadline, on_event, cancel) for call in calls
+            ]
             try:
                 return [future.result() for future in futures]
             except BaseException:
@@ -445,7 +495,10 @@ class Generator(_GeneratorCore):
                 raise
 
     def _run_call(
-        self, call: Call, deadline: Deadline | None, on_event: EventHandler | None,
+        self,
+        call: Call,
+        deadline: Deadline | None,
+        on_event: EventHandler | None,
         cancel: threading.Event,
     ) -> FlowOutcome[CallOutput]:
         backend = self._backend
@@ -472,7 +525,9 @@ class Generator(_GeneratorCore):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -517,18 +572,29 @@ class AsyncGenerator(_GeneratorCore):
         **options: Any,
     ) -> None:
         super().__init__(
-            backend, model=model, api_key=api_key, base_url=base_url, timeout=timeout,
-            max_retries=max_retries, max_concurrency=max_concurrency, validate=validate,
-            download=download, **options,
+            backend,
+            model=model,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            validate=validate,
+            download=download,
+            **options,
         )
         self._owns_client = http_client is None
         self._client = http_client or self._new_client()
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
 
     def _new_client(self) -> httpx.AsyncClient:
-        transport = self._backend.async_transport() if isinstance(self._backend, HttpBackend) else None
-        limits = httpx.Limits(max_connections=max(10, self._max_concurrency * 2),
-                              max_keepalive_connections=max(10, self._max_concurrency * 2))
+        transport = (
+            self._backend.async_transport() if isinstance(self._backend, HttpBackend) else None
+        )
+        limits = httpx.Limits(
+            max_connections=max(10, self._max_concurrency * 2),
+            max_keepalive_connections=max(10, self._max_concurrency * 2),
+        )
         return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=True)
 
     async def generate(
@@ -536,7 +602,8 @@ class AsyncGenerator(_GeneratorCore):
         prompt: str | GenerationRequest,
         /,
         *,
-        timeout: float | None = NOT_GIVEN,
+        # the deadline is the provider job's, and reaching it cancels the job remotely too
+        timeout: float | None = NOT_GIVEN,  # noqa: ASYNC109
         on_event: EventHandler | None = None,
         validate: ValidateMode | None = None,
         **params: Unpack[GenerationParams],
@@ -598,7 +665,10 @@ class AsyncGenerator(_GeneratorCore):
         return outcome
 
     async def _run_local(
-        self, backend: LocalBackend, call: Call, deadline: Deadline | None,
+        self,
+        backend: LocalBackend,
+        call: Call,
+        deadline: Deadline | None,
         on_event: EventHandler | None,
     ) -> FlowOutcome[CallOutput]:
         limiter = self._limiters.setdefault(backend.device_key, anyio.CapacityLimiter(1))
@@ -629,7 +699,9 @@ class AsyncGenerator(_GeneratorCore):
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
@@ -692,4 +764,3 @@ class _AsyncEventStream:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import os
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -71,7 +70,9 @@ class InputImage:
     @cached_property
     def sha256(self) -> str:
         """Content hash (of the bytes, or of the URL for remote images)."""
-        return _media.content_hash(self.data if self.data is not None else (self.url or "").encode())
+        return _media.content_hash(
+            self.data if self.data is not None else (self.url or "").encode()
+        )
 
     @property
     def mime(self) -> str:
@@ -104,12 +105,15 @@ def _array_to_pil(array: Any, field: str) -> Image.Image:
     from PIL import Image
 
     if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.size and 0 <= array.min() and array.max() <= 1:
+        if (
+            np.issubdtype(array.dtype, np.floating)
+            and array.size
+            and array.min() >= 0
+            and array.max() <= 1
+        ):
             array = (array * 255).round().astype(np.uint8)
         else:
             raise InvalidRequestError(field, f"<array {array.dtype}>", "uint8 0-255 or float 0-1")
     if array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4)):
         return Image.fromarray(array)
     raise InvalidRequestError(field, f"<array shape {array.shape}>", "HxW, HxWx3 or HxWx4")
-
-

@@ -67,8 +67,9 @@ def _exif_bytes(image: Image.Image, record_json: str) -> bytes:
     return exif.tobytes()
 
 
-def encode_with_record(image: Image.Image, fmt: str, record: Mapping[str, Any], *,
-                       source_format: str | None = None) -> bytes:
+def encode_with_record(
+    image: Image.Image, fmt: str, record: Mapping[str, Any], *, source_format: str | None = None
+) -> bytes:
     """Encode ``image`` as ``fmt`` with ``record`` embedded."""
     from PIL import PngImagePlugin
 
@@ -83,12 +84,23 @@ def encode_with_record(image: Image.Image, fmt: str, record: Mapping[str, Any], 
         # "keep" reuses the source's quantisation tables: re-saving a provider JPEG loses nothing
         # visible; other sources get a high fixed quality.
         quality: Any = "keep" if source_format == "jpeg" and image.format == "JPEG" else 95
-        rgb.save(buffer, format="JPEG", quality=quality, exif=_exif_bytes(rgb, record_json),
-                 xmp=_xmp(record_json))
+        rgb.save(
+            buffer,
+            format="JPEG",
+            quality=quality,
+            exif=_exif_bytes(rgb, record_json),
+            xmp=_xmp(record_json),
+        )
     elif fmt == "webp":
         lossless = source_format == "png"
-        image.save(buffer, format="WEBP", quality=95, lossless=lossless,
-                   exif=_exif_bytes(image, record_json), xmp=_xmp(record_json))
+        image.save(
+            buffer,
+            format="WEBP",
+            quality=95,
+            lossless=lossless,
+            exif=_exif_bytes(image, record_json),
+            xmp=_xmp(record_json),
+        )
     else:
         raise ValueError(f"unsupported format {fmt!r}; use png, jpeg or webp")
     return buffer.getvalue()
@@ -150,6 +162,4 @@ def _record_from_xmp(image: Image.Image) -> str | None:
     if start < 0:
         return None
     end = text.find('"', start + len(marker))
-    return unescape(text[start + len(marker):end])
-
-
+    return unescape(text[start + len(marker) : end])

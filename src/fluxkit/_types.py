@@ -108,7 +108,9 @@ def _as_invalid_request(error: ValidationError, prefix: str = "") -> InvalidRequ
     reason = str(first.get("msg", "")) or None
     if first.get("type") == "extra_forbidden":
         return InvalidRequestError(
-            field, first.get("input"), "a GenerationRequest field (backend options go in extra=)",
+            field,
+            first.get("input"),
+            "a GenerationRequest field (backend options go in extra=)",
             reason="unknown argument",
         )
     return InvalidRequestError(field, first.get("input"), _allowed(field), reason=reason)
@@ -167,7 +169,9 @@ class LoRA(BaseModel):
         lowered = value.split("?")[0].split("@")[0].lower()
         if lowered.endswith(_PICKLE_SUFFIXES):
             raise InvalidRequestError(
-                "lora.source", value, "a .safetensors file",
+                "lora.source",
+                value,
+                "a .safetensors file",
                 reason="pickle formats can execute code when loaded; convert to safetensors",
             )
         if value.startswith("hf://"):
@@ -364,7 +368,9 @@ class GenerationRequest(BaseModel):
             elif isinstance(item, tuple) and len(item) == 2:
                 item = LoRA(item[0], scale=item[1])
             elif not isinstance(item, LoRA):
-                raise InvalidRequestError(f"loras[{index}]", item, "a LoRA, a source string or (source, scale)")
+                raise InvalidRequestError(
+                    f"loras[{index}]", item, "a LoRA, a source string or (source, scale)"
+                )
             items.append(item)
         return tuple(items)
 

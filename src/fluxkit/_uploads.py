@@ -30,8 +30,13 @@ class UploadCache:
         hits, uploads: counters, for tests and benchmarks.
     """
 
-    def __init__(self, directory: str | Path | None = None, *, ttl: float = 6 * 3600,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        *,
+        ttl: float = 6 * 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.directory = Path(directory).expanduser() if directory is not None else None
         self.ttl = ttl
         self.clock = clock

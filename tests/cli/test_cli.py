@@ -8,9 +8,27 @@ import fluxkit
 from fluxkit.cli import main
 
 
-def test_generate_writes_files_with_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["generate", "a red fox", "--backend", "fake", "--size", "256x256", "-n", "2",
-                 "--seed", "4", "--lora", "hf://me/style/s.safetensors:0.7", "-o", str(tmp_path)])
+def test_generate_writes_files_with_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "generate",
+            "a red fox",
+            "--backend",
+            "fake",
+            "--size",
+            "256x256",
+            "-n",
+            "2",
+            "--seed",
+            "4",
+            "--lora",
+            "hf://me/style/s.safetensors:0.7",
+            "-o",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     paths = capsys.readouterr().out.split()
     assert [Path(p).name for p in paths] == ["fluxkit-00-4.png", "fluxkit-01-5.png"]
@@ -40,7 +58,9 @@ def test_missing_credentials_exit_2_naming_the_variable(capsys: pytest.CaptureFi
     assert "TOGETHER_API_KEY" in capsys.readouterr().err
 
 
-def test_provider_failure_exits_1(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_provider_failure_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fluxkit.backends import fake
 
     original = fake.FakeBackend.__init__

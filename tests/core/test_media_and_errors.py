@@ -3,9 +3,13 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from fluxkit import AuthenticationError, ProviderRejectedError, ProviderUnavailableError, RateLimitError
-from fluxkit._core import HttpResponse, PollSchedule
-from fluxkit._core import _media
+from fluxkit import (
+    AuthenticationError,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+    RateLimitError,
+)
+from fluxkit._core import HttpResponse, PollSchedule, _media
 from fluxkit._core._errors import error_from_response, provider_message
 
 
@@ -33,14 +37,25 @@ def test_poll_schedule_starts_fast_and_backs_off_to_ceiling() -> None:
     assert [next(intervals) for _ in range(7)] == [0.05, 0.1, 0.2, 0.4, 0.8, 1, 1]
 
 
-@pytest.mark.parametrize(("body", "message", "field"), [
-    ({"detail": "bad key"}, "bad key", None),
-    ({"detail": [{"loc": ["body", "image_size"], "msg": "invalid size"}]}, "invalid size", "image_size"),
-    ({"error": {"message": "too many loras", "param": "image_loras"}}, "too many loras", "image_loras"),
-    ({"error": "worker crashed"}, "worker crashed", None),
-    ({"title": "Invalid version"}, "Invalid version", None),
-    ("plain text", "plain text", None),
-])
+@pytest.mark.parametrize(
+    ("body", "message", "field"),
+    [
+        ({"detail": "bad key"}, "bad key", None),
+        (
+            {"detail": [{"loc": ["body", "image_size"], "msg": "invalid size"}]},
+            "invalid size",
+            "image_size",
+        ),
+        (
+            {"error": {"message": "too many loras", "param": "image_loras"}},
+            "too many loras",
+            "image_loras",
+        ),
+        ({"error": "worker crashed"}, "worker crashed", None),
+        ({"title": "Invalid version"}, "Invalid version", None),
+        ("plain text", "plain text", None),
+    ],
+)
 def test_provider_message_shapes(body: object, message: str, field: str | None) -> None:
     assert provider_message(body) == (message, field)
 
@@ -56,7 +71,9 @@ def test_status_codes_map_to_the_error_tree() -> None:
     assert isinstance(limited, RateLimitError) and limited.retry_after == 7
     assert isinstance(error_from_response("fal", response(503)), ProviderUnavailableError)
     rejected = error_from_response(
-        "fal", response(422, b'{"detail": [{"loc": ["body", "seed"], "msg": "bad"}]}'), request_id="r1"
+        "fal",
+        response(422, b'{"detail": [{"loc": ["body", "seed"], "msg": "bad"}]}'),
+        request_id="r1",
     )
     assert isinstance(rejected, ProviderRejectedError)
     assert (rejected.field, rejected.request_id, rejected.status_code) == ("seed", "r1", 422)

@@ -9,7 +9,9 @@ from fluxkit._core import RetryPolicy, parse_retry_after
 
 def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after({"retry-after": "3"}, now=0) == 3.0
-    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:05 GMT"}, now=1445412480.0) == 5.0
+    assert (
+        parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:05 GMT"}, now=1445412480.0) == 5.0
+    )
     assert parse_retry_after({"retry-after": "garbage"}, now=0) is None
     assert parse_retry_after({}, now=0) is None
 
@@ -37,10 +39,19 @@ def test_backoff_grows_exponentially_with_jitter_under_the_cap() -> None:
         assert delay is not None and ceiling / 2 <= delay <= ceiling
 
 
-@pytest.mark.parametrize(("status", "submit", "idempotent"), [
-    (429, True, True), (503, True, True), (502, True, True), (500, False, True),
-    (400, False, False), (401, False, False), (422, False, False), (404, False, False),
-])
+@pytest.mark.parametrize(
+    ("status", "submit", "idempotent"),
+    [
+        (429, True, True),
+        (503, True, True),
+        (502, True, True),
+        (500, False, True),
+        (400, False, False),
+        (401, False, False),
+        (422, False, False),
+        (404, False, False),
+    ],
+)
 def test_which_statuses_retry(status: int, submit: bool, idempotent: bool) -> None:
     policy = RetryPolicy(max_retries=3)
     assert policy.should_retry_status(status, "submit", 0) is submit

@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from fluxkit.testing import Defer, EmuRequest, EmuResponse, Emulator, route
+from fluxkit.testing import Defer, Emulator, EmuRequest, EmuResponse, route
 
 
 class Echo(Emulator):

@@ -75,7 +75,11 @@ class RetryPolicy:
         return mode == "idempotent" or not sent
 
     def delay(
-        self, attempt: int, headers: Mapping[str, str] | None = None, *, now: float = 0.0,
+        self,
+        attempt: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        now: float = 0.0,
         rng: random.Random | None = None,
     ) -> float | None:
         """Seconds to wait before retry number ``attempt + 1``; None means give up (hint too long)."""
@@ -83,6 +87,6 @@ class RetryPolicy:
             hinted = parse_retry_after(headers, now=now)
             if hinted is not None:
                 return hinted if hinted <= self.max_delay else None
-        ceiling = min(self.max_delay, self.initial_delay * (2**attempt))
-        jitter = (rng or random).uniform(0.5, 1.0)
+        ceiling = min(self.max_delay, self.initial_delay * 2.0**attempt)
+        jitter = float((rng or random).uniform(0.5, 1.0))
         return ceiling * jitter

@@ -106,10 +106,14 @@ class CancelToken:
         if self.reason == "deadline" and self.deadline is not None:
             from fluxkit._exceptions import DeadlineExceeded
 
-            raise DeadlineExceeded(self.timeout or 0.0, backend=backend, request_id=request_id, cancelled=True)
+            raise DeadlineExceeded(
+                self.timeout or 0.0, backend=backend, request_id=request_id, cancelled=True
+            )
         from fluxkit._exceptions import JobCancelledError
 
-        raise JobCancelledError(f"cancelled ({self.reason})", backend=backend, request_id=request_id)
+        raise JobCancelledError(
+            f"cancelled ({self.reason})", backend=backend, request_id=request_id
+        )
 
 
 class _BackendBase(ABC):
@@ -132,12 +136,16 @@ class _BackendBase(ABC):
         if caps is None:
             known = sorted(set(self.capabilities_table) | set(self.model_aliases))
             raise UnsupportedFeatureError(
-                f"model {model!r}", backend=self.name, model=None, field="model", value=model,
+                f"model {model!r}",
+                backend=self.name,
+                model=None,
+                field="model",
+                value=model,
                 allowed=", ".join(known),
             )
         return caps
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Release resources the backend holds (none by default)."""
 
     def __repr__(self) -> str:

@@ -42,16 +42,29 @@ MODEL_ALIASES: Mapping[str, str] = {
 
 CAPABILITIES: Mapping[str, Capabilities] = {
     "fake-flux-dev": Capabilities(
-        max_loras=4, img2img=True, reference_image=True, max_images_per_call=4,
-        seeds_per_image=True, local_loras=True, output_formats=("png", "jpeg", "webp"),
+        max_loras=4,
+        img2img=True,
+        reference_image=True,
+        max_images_per_call=4,
+        seeds_per_image=True,
+        local_loras=True,
+        output_formats=("png", "jpeg", "webp"),
     ),
     "fake-flux-schnell": Capabilities(
-        max_loras=0, img2img=True, max_images_per_call=4, seeds_per_image=True, max_steps=12,
-        default_steps=4, guidance=False, default_guidance=None,
+        max_loras=0,
+        img2img=True,
+        max_images_per_call=4,
+        seeds_per_image=True,
+        max_steps=12,
+        default_steps=4,
+        guidance=False,
+        default_guidance=None,
         output_formats=("png", "jpeg", "webp"),
     ),
     "fake-flux-pro": Capabilities(
-        max_images_per_call=1, output_formats=("png", "jpeg"), notes="one image per call",
+        max_images_per_call=1,
+        output_formats=("png", "jpeg"),
+        notes="one image per call",
     ),
 }
 
@@ -80,7 +93,8 @@ class FakeBackend(HttpBackend):
 
             emulator = FakeProviderEmulator()
         self.emulator = emulator
-        self.default_base_url = emulator.base_url if emulator is not None else ""
+        if base_url is None and emulator is not None:
+            base_url = emulator.base_url
         super().__init__(api_key=api_key, base_url=base_url, model=model, environ=environ)
 
     def transport(self) -> httpx.BaseTransport | None:
@@ -116,30 +130,44 @@ class FakeBackend(HttpBackend):
             body["image"] = request.image.url or request.image.data_uri()
             body["strength"] = request.effective_strength
         if request.reference_image is not None:
-            body["reference_image"] = request.reference_image.url or request.reference_image.data_uri()
+            body["reference_image"] = (
+                request.reference_image.url or request.reference_image.data_uri()
+            )
         return body
 
     def flow(self, call: Call) -> Flow[CallOutput]:
         base, headers = f"{self.base_url}/v1/generations", self._headers()
-        submitted = yield from send(HttpRequest(
-            "POST", base, headers=headers, json=self.payload(call), retry="submit"
-        ))
+        submitted = yield from send(
+            HttpRequest("POST", base, headers=headers, json=self.payload(call), retry="submit")
+        )
         job = submitted.json()
         job_id = str(job["id"])
-        yield from accept(job_id, HttpRequest(
-            "POST", f"{base}/{job_id}/cancel", headers=headers, retry="never",
-            raise_for_status=False,
-        ))
+        yield from accept(
+            job_id,
+            HttpRequest(
+                "POST",
+                f"{base}/{job_id}/cancel",
+                headers=headers,
+                retry="never",
+                raise_for_status=False,
+            ),
+        )
         yield Queued(job.get("queue_position"), request_id=job_id)
         status = yield from self._follow(base, job_id, headers)
         if status["status"] == "FAILED":
             raise JobFailedError(
-                str(status.get("error") or "job failed"), backend=self.name, request_id=job_id,
+                str(status.get("error") or "job failed"),
+                backend=self.name,
+                request_id=job_id,
                 logs=status.get("logs", []),
             )
         if status["status"] == "CANCELLED":
-            raise JobCancelledError("cancelled at the provider", backend=self.name, request_id=job_id)
-        result = (yield from send(HttpRequest("GET", f"{base}/{job_id}/result", headers=headers))).json()
+            raise JobCancelledError(
+                "cancelled at the provider", backend=self.name, request_id=job_id
+            )
+        result = (
+            yield from send(HttpRequest("GET", f"{base}/{job_id}/result", headers=headers))
+        ).json()
         return CallOutput(self._images(result, job_id), request_id=job_id)
 
     def _follow(self, base: str, job_id: str, headers: dict[str, str]) -> Flow[dict[str, Any]]:
@@ -148,9 +176,16 @@ class FakeBackend(HttpBackend):
         steps_seen = logs_seen = 0
         started = False
         while True:
-            status: dict[str, Any] = (yield from send(HttpRequest(
-                "GET", f"{base}/{job_id}", headers=headers, params={"wait": _LONG_POLL},
-            ))).json()
+            status: dict[str, Any] = (
+                yield from send(
+                    HttpRequest(
+                        "GET",
+                        f"{base}/{job_id}",
+                        headers=headers,
+                        params={"wait": _LONG_POLL},
+                    )
+                )
+            ).json()
             logs = status.get("logs", [])
             for line in logs[logs_seen:]:
                 yield Log(str(line))
@@ -174,14 +209,22 @@ class FakeBackend(HttpBackend):
         for entry in result.get("images", []):
             try:
                 data = decode_base64_image(entry["b64"]) if "b64" in entry else None
-                images.append(ImageOutput(
-                    seed=entry.get("seed"), width=int(entry["width"]), height=int(entry["height"]),
-                    format=str(entry.get("content_type", "image/png")).split("/")[-1],
-                    data=data, url=entry.get("url"), nsfw=bool(entry.get("has_nsfw_concepts")),
-                ))
+                images.append(
+                    ImageOutput(
+                        seed=entry.get("seed"),
+                        width=int(entry["width"]),
+                        height=int(entry["height"]),
+                        format=str(entry.get("content_type", "image/png")).split("/")[-1],
+                        data=data,
+                        url=entry.get("url"),
+                        nsfw=bool(entry.get("has_nsfw_concepts")),
+                    )
+                )
             except (KeyError, TypeError, ValueError) as exc:
                 raise ResponseFormatError(
-                    f"unreadable image entry: {exc}", backend=self.name, request_id=job_id,
+                    f"unreadable image entry: {exc}",
+                    backend=self.name,
+                    request_id=job_id,
                     body=result,
                 ) from exc
         return images

@@ -26,7 +26,6 @@ from dataclasses import replace
 from typing import Any
 
 from fluxkit._capabilities import Capabilities
-from fluxkit._config import Secret
 from fluxkit._core import Flow, HttpRequest, HttpResponse, send
 from fluxkit._core._errors import error_from_response
 from fluxkit._core._media import decode_base64_image, image_size
@@ -39,32 +38,22 @@ from fluxkit.backends._base import Call, CallOutput, HttpBackend, ImageOutput
 
 __all__ = ["CAPABILITIES", "MODEL_ALIASES", "TogetherBackend", "backend_class", "lora_path"]
 
-_BFL = "black-forest-labs"
-SCHNELL, DEV, DEV_LORA, PRO_11 = (
-    f"{_BFL}/FLUX.1-schnell",
-    f"{_BFL}/FLUX.1-dev",
-    f"{_BFL}/FLUX.1-dev-lora",
-    f"{_BFL}/FLUX.1.1-pro",
-)
-KONTEXT_PRO, KONTEXT_MAX = f"{_BFL}/FLUX.1-kontext-pro", f"{_BFL}/FLUX.1-kontext-max"
-FLUX2_DEV, FLUX2_PRO, FLUX2_FLEX, FLUX2_MAX = (
-    f"{_BFL}/FLUX.2-dev",
-    f"{_BFL}/FLUX.2-pro",
-    f"{_BFL}/FLUX.2-flex",
-    f"{_BFL}/FLUX.2-max",
-)
+# fmt: off
+SCHNELL = "black-forest-labs/FLUX.1-schnell"
+DEV = "black-forest-labs/FLUX.1-dev"
+DEV_LORA = "black-forest-labs/FLUX.1-dev-lora"
+PRO_11 = "black-forest-labs/FLUX.1.1-pro"
+KONTEXT_PRO = "black-forest-labs/FLUX.1-kontext-pro"
+KONTEXT_MAX = "black-forest-labs/FLUX.1-kontext-max"
+FLUX2_DEV = "black-forest-labs/FLUX.2-dev"
+FLUX2_PRO = "black-forest-labs/FLUX.2-pro"
+FLUX2_FLEX = "black-forest-labs/FLUX.2-flex"
+FLUX2_MAX = "black-forest-labs/FLUX.2-max"
 
 MODEL_ALIASES: Mapping[str, str] = {
-    "flux-schnell": SCHNELL,
-    "flux-dev": DEV,
-    "flux-pro": PRO_11,
-    "flux-1.1-pro": PRO_11,
-    "flux-kontext-pro": KONTEXT_PRO,
-    "flux-kontext-max": KONTEXT_MAX,
-    "flux-2-dev": FLUX2_DEV,
-    "flux-2-pro": FLUX2_PRO,
-    "flux-2-flex": FLUX2_FLEX,
-    "flux-2-max": FLUX2_MAX,
+    "flux-schnell": SCHNELL, "flux-dev": DEV, "flux-pro": PRO_11, "flux-1.1-pro": PRO_11,
+    "flux-kontext-pro": KONTEXT_PRO, "flux-kontext-max": KONTEXT_MAX, "flux-2-dev": FLUX2_DEV,
+    "flux-2-pro": FLUX2_PRO, "flux-2-flex": FLUX2_FLEX, "flux-2-max": FLUX2_MAX,
 }
 
 # Shared facts (https://docs.together.ai/docs/inference/images/parameters and Together's own
@@ -72,13 +61,8 @@ MODEL_ALIASES: Mapping[str, str] = {
 # 256-1920 in multiples of 8, output jpeg (default) or png. Seeds: nothing documents that the n
 # images of one call are each reproducible from a seed, so fluxkit sends one image per call.
 _BASE = Capabilities(
-    max_images_per_call=4,
-    seeds_per_image=False,
-    size_multiple=8,
-    min_side=256,
-    max_side=1920,
-    max_steps=50,
-    output_formats=("png", "jpeg"),
+    max_images_per_call=4, seeds_per_image=False, size_multiple=8, min_side=256, max_side=1920,
+    max_steps=50, output_formats=("png", "jpeg"),
 )
 _NO_GUIDANCE = replace(_BASE, guidance=False, default_guidance=None)
 # FLUX.2 [pro] gives "up to 9 MP" (docs.together.ai/docs/quickstart-flux); fluxkit caps at 2048.
@@ -87,37 +71,27 @@ _FLUX2_LARGE = replace(_NO_GUIDANCE, max_side=2048)
 CAPABILITIES: Mapping[str, Capabilities] = {
     SCHNELL: replace(_NO_GUIDANCE, default_steps=4, notes="guidance-distilled; 4 steps"),
     DEV: replace(_BASE, notes="not in Together's current serverless list; LoRAs: FLUX.2-dev"),
-    DEV_LORA: replace(
-        _BASE, max_loras=2, notes="deprecated by Together (docs/quickstart-flux-lora)"
-    ),
+    DEV_LORA: replace(_BASE, max_loras=2, notes="deprecated by Together (quickstart-flux-lora)"),
     PRO_11: replace(_NO_GUIDANCE, notes="steps fixed by the provider"),
     # Kontext edits `image=` as the prompt says: image_url, no strength.
     KONTEXT_PRO: replace(_NO_GUIDANCE, img2img=True, notes="image= is edited; no strength"),
     KONTEXT_MAX: replace(_NO_GUIDANCE, img2img=True, notes="image= is edited; no strength"),
     # The LoRA model now (docs.together.ai/docs/images-overview: "Supports guidance, steps, and
     # LoRAs"); reference_images but not image_url (docs/inference/images/reference-images).
-    FLUX2_DEV: replace(
-        _BASE, max_loras=2, reference_image=True, notes="LoRAs (up to 2) must suit FLUX.2"
-    ),
+    FLUX2_DEV: replace(_BASE, max_loras=2, reference_image=True, notes="LoRAs must suit FLUX.2"),
     FLUX2_PRO: replace(_FLUX2_LARGE, img2img=True, reference_image=True, notes="steps fixed"),
     FLUX2_FLEX: replace(_BASE, max_side=2048, img2img=True, reference_image=True),
     FLUX2_MAX: replace(_FLUX2_LARGE, notes="steps fixed"),
-    "*": replace(
-        _NO_GUIDANCE,
-        max_images_per_call=1,
-        default_steps=20,
-        notes="any other Together image model id, passed through; its own fields go in extra=",
-    ),
+    "*": replace(_NO_GUIDANCE, max_images_per_call=1, default_steps=20,
+                 notes="any other Together image model id, passed through; its fields: extra="),
 }
 
 # Which guidance field each model reads: FLUX.2 dev/flex take `guidance`, FLUX.1 takes
 # `guidance_scale` (skills api-reference.md, "FLUX.2 Dev/Flex with Guidance").
-_GUIDANCE_FIELD = {
-    DEV: "guidance_scale",
-    DEV_LORA: "guidance_scale",
-    FLUX2_DEV: "guidance",
-    FLUX2_FLEX: "guidance",
-}
+_GUIDANCE_FIELD = {DEV: "guidance_scale", DEV_LORA: "guidance_scale", FLUX2_DEV: "guidance",
+                   FLUX2_FLEX: "guidance"}
+# fmt: on
+_NO_UPLOADS = UploadCache()  # never filled: with upload=None, image_reference() only inlines
 # Models whose step count is not a knob: `steps` is left out rather than risk a 400.
 _FIXED_STEPS = frozenset({PRO_11, FLUX2_PRO, FLUX2_MAX})
 _GENERATION_TIMEOUT = 300.0
@@ -171,18 +145,6 @@ class TogetherBackend(HttpBackend):
     capabilities_table = CAPABILITIES
     model_aliases = MODEL_ALIASES
     default_model = SCHNELL
-
-    def __init__(
-        self,
-        *,
-        api_key: str | Secret | None = None,
-        base_url: str | None = None,
-        model: str | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(api_key=api_key, base_url=base_url, model=model, environ=environ)
-        # Never uploads (no files API): image_reference() passes URLs and inlines the rest.
-        self._uploads = UploadCache()
 
     def resolve_model(self, request: GenerationRequest) -> str:
         """The model for ``request``; with no model chosen, one that can do what it asks.
@@ -263,7 +225,7 @@ class TogetherBackend(HttpBackend):
             return None
         # No files API: URLs pass through, bytes travel inline as a data URI.
         return (
-            yield from image_reference(image, provider=self.name, cache=self._uploads, upload=None)
+            yield from image_reference(image, provider=self.name, cache=_NO_UPLOADS, upload=None)
         )
 
     def parse(self, body: Any, call: Call) -> CallOutput:
@@ -333,7 +295,8 @@ def _server_time(response: HttpResponse) -> float:
 
 def _notices(call: Call) -> list[Warning]:
     """Say which explicit inputs the model ignores, rather than drop them silently."""
-    request, notices = call.request, []
+    request = call.request
+    notices: list[Warning] = []
     if request.strength is not None:
         notices.append(ProviderNotice(f"{call.model} takes no strength; image= is edited whole"))
     if request.guidance is not None and call.model not in _GUIDANCE_FIELD:

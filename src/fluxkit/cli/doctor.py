@@ -34,7 +34,9 @@ def backend_report() -> list[tuple[str, str, str]]:
     for name, extra in BACKEND_EXTRAS.items():
         missing = _missing(_PACKAGES.get(name, ()))
         if missing:
-            rows.append((name, "not installed", f'pip install "fluxkit[{extra}]" ({", ".join(missing)})'))
+            rows.append(
+                (name, "not installed", f'pip install "fluxkit[{extra}]" ({", ".join(missing)})')
+            )
             continue
         try:
             cls = get_backend_class(name)

@@ -37,16 +37,26 @@ def parse_lora(text: str) -> Any:
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("generate", help="generate images from a prompt")
     parser.add_argument("prompt")
-    parser.add_argument("--backend", default=os.environ.get("FLUXKIT_BACKEND", "fal"),
-                        help="fal, together, replicate, diffusers, fake (default: $FLUXKIT_BACKEND or fal)")
+    parser.add_argument(
+        "--backend",
+        default=os.environ.get("FLUXKIT_BACKEND", "fal"),
+        help="fal, together, replicate, diffusers, fake (default: $FLUXKIT_BACKEND or fal)",
+    )
     parser.add_argument("--model", help="flux-dev, flux-schnell, flux-pro or a provider model id")
-    parser.add_argument("--size", type=parse_size, help="preset (square_hd, portrait_4_3, ...) or WxH")
+    parser.add_argument(
+        "--size", type=parse_size, help="preset (square_hd, portrait_4_3, ...) or WxH"
+    )
     parser.add_argument("--steps", type=int)
     parser.add_argument("--guidance", type=float)
     parser.add_argument("--seed", type=int)
     parser.add_argument("-n", type=int, default=1, dest="n")
-    parser.add_argument("--lora", action="append", default=[], metavar="SRC[:SCALE]",
-                        help="hf://owner/repo/file.safetensors, https://... or a path; repeatable")
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="SRC[:SCALE]",
+        help="hf://owner/repo/file.safetensors, https://... or a path; repeatable",
+    )
     parser.add_argument("--image", help="init image for img2img")
     parser.add_argument("--strength", type=float)
     parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"))
@@ -56,8 +66,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def describe(event: object) -> str | None:
+    """A short progress line for ``event``."""
     from fluxkit._events import Completed, Log, Queued, Retrying, Started, Step
+
+    if isinstance(event, Queued):
+        return "queued" if event.position is None else f"queued (position {event.position})"
+    if isinstance(event, Started):
+        return "running"
+    if isinstance(event, Step):
+        return f"step {event.i}/{event.total}"
+    if isinstance(event, Retrying):
+        return f"retrying in {event.delay:.1f}s ({event.reason})"
+    if isinstance(event, Log):
+        return event.message[:70]
+    if isinstance(event, Completed):
+        return "done"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from fluxkit._events import Step
     from fluxkit._generator import Generator
 
     try:
@@ -71,22 +100,13 @@ def run(args: argparse.Namespace) -> int:
             params[name] = value
 
     def show(event: Any) -> None:
-        if args.quiet:
-            return
-        text = {
-            Queued: lambda e: f"queued{'' if e.position is None else f' (position {e.position})'}",
-            Started: lambda e: "running",
-            Step: lambda e: f"step {e.i}/{e.total}",
-            Retrying: lambda e: f"retrying in {e.delay:.1f}s ({e.reason})",
-            Log: lambda e: e.message[:70],
-            Completed: lambda e: "done",
-        }.get(type(event))
+        text = None if args.quiet else describe(event)
         if text is None:
             return
         if sys.stderr.isatty():
-            print(f"\r\033[K{text(event)}", end="", file=sys.stderr, flush=True)
+            print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
         elif not isinstance(event, Step):  # logs and CI: one line per state, not per step
-            print(text(event), file=sys.stderr)
+            print(text, file=sys.stderr)
 
     kwargs: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout}
     with Generator(args.backend, model=args.model) as generator:

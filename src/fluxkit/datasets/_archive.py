@@ -17,8 +17,13 @@ from typing import Any
 
 from fluxkit._exceptions import InvalidRequestError
 
-__all__ = ["ArchiveLimits", "UnsafeArchiveError", "extract_archive", "iter_archive",
-           "read_manifest"]
+__all__ = [
+    "ArchiveLimits",
+    "UnsafeArchiveError",
+    "extract_archive",
+    "iter_archive",
+    "read_manifest",
+]
 
 _CHUNK = 1 << 20
 
@@ -44,8 +49,9 @@ class UnsafeArchiveError(InvalidRequestError):
     """The archive has a member that could escape the destination or exhaust resources."""
 
     def __init__(self, archive: str, member: str, reason: str) -> None:
-        super().__init__(f"archive[{member!r}]", archive, "a flat, regular-file zip within limits",
-                         reason=reason)
+        super().__init__(
+            f"archive[{member!r}]", archive, "a flat, regular-file zip within limits", reason=reason
+        )
 
 
 def _safe_name(archive: str, info: zipfile.ZipInfo) -> str | None:
@@ -64,7 +70,7 @@ def _safe_name(archive: str, info: zipfile.ZipInfo) -> str | None:
         raise UnsafeArchiveError(archive, name, "symbolic link")
     if info.is_dir():
         return None
-    if mode and not stat.S_ISREG(mode):
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG):
         raise UnsafeArchiveError(archive, name, "not a regular file")
     if info.flag_bits & 0x1:
         raise UnsafeArchiveError(archive, name, "encrypted member")
@@ -95,8 +101,9 @@ def iter_archive(
     try:
         zf = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidRequestError("archive", archive, "a readable .zip file",
-                                  reason=str(exc)) from None
+        raise InvalidRequestError(
+            "archive", archive, "a readable .zip file", reason=str(exc)
+        ) from None
     with zf:
         infos = zf.infolist()
         if len(infos) > limits.max_members:
@@ -117,8 +124,9 @@ def iter_archive(
             yield name, data
 
 
-def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str, name: str,
-                 cap: int) -> bytes:
+def _read_capped(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str, name: str, cap: int
+) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
@@ -134,7 +142,8 @@ def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str, name:
 
 
 def extract_archive(
-    path: str | os.PathLike[str], dest: str | os.PathLike[str],
+    path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
     limits: ArchiveLimits | None = None,
 ) -> list[Path]:
     """Extract safely into ``dest`` (created); returns the files written.
@@ -155,8 +164,9 @@ def extract_archive(
             raise UnsafeArchiveError(os.fspath(path), name, "resolves outside the destination")
         target.parent.mkdir(parents=True, exist_ok=True)
         # O_NOFOLLOW: never write through a symlink planted in the destination.
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
-                     0o644)
+        fd = os.open(
+            target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644
+        )
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         written.append(target)
@@ -179,5 +189,6 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     for name, data in iter_archive(source):
         if name == "manifest.json":
             return dict(json.loads(data.decode("utf-8")))
-    raise InvalidRequestError("archive", str(source), "a dataset packed by fluxkit",
-                              reason="no manifest.json")
+    raise InvalidRequestError(
+        "archive", str(source), "a dataset packed by fluxkit", reason="no manifest.json"
+    )

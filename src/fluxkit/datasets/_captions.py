@@ -12,8 +12,14 @@ from typing import Literal
 
 from fluxkit._exceptions import InvalidRequestError
 
-__all__ = ["DEFAULT_TEMPLATE", "TriggerPolicy", "check_trigger", "clean_caption", "has_trigger",
-           "render_caption"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "TriggerPolicy",
+    "check_trigger",
+    "clean_caption",
+    "has_trigger",
+    "render_caption",
+]
 
 DEFAULT_TEMPLATE = "photo of {trigger} person"
 TriggerPolicy = Literal["insert", "error", "ignore"]
@@ -69,7 +75,9 @@ def render_caption(
         return caption, False
     if policy == "error":
         raise InvalidRequestError(
-            f"captions[{source!r}]", caption, f"a caption containing the trigger {trigger!r}",
+            f"captions[{source!r}]",
+            caption,
+            f"a caption containing the trigger {trigger!r}",
             reason="fal ignores trigger_word when captions are present",
         )
     return (f"{trigger}, {caption}" if caption else trigger), True

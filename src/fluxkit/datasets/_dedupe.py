@@ -30,7 +30,8 @@ def _dct_matrix() -> np.ndarray:
     n = np.arange(_SIDE)
     matrix = np.cos(math.pi / _SIDE * (n[None, :] + 0.5) * n[:, None])
     matrix[0] *= 1 / math.sqrt(2)
-    return matrix * math.sqrt(2 / _SIDE)
+    scaled: np.ndarray = matrix * math.sqrt(2 / _SIDE)
+    return scaled
 
 
 def perceptual_hash(image: Image.Image) -> int:

@@ -1,4 +1,4 @@
-"""Square crops centred on the face, with OpenCV's Haar cascade (``fluxkit[faces]``).
+"""Square crops centred on the face, using the faces helper (``fluxkit[faces]``).
 
 Detection runs on a copy at most 640 px wide (the cascade is tuned for that) and detections are
 ranked by the cascade's level weights, not by area: Haar's false positives are often larger than
@@ -22,7 +22,28 @@ _DETECT_SIDE = 640
 
 
 def default_face_locator() -> FaceLocator | None:
-    """The OpenCV Haar locator, or None when OpenCV (``fluxkit[faces]``) is not installed."""
+    """The faces helper's detector (``fluxkit.faces``), else OpenCV's Haar cascade directly;
+    None when OpenCV (``fluxkit[faces]``) is not installed."""
+    from fluxkit._exceptions import MissingDependencyError
+
+    try:
+        from fluxkit.faces import detect_faces, get_detector
+
+        detector = get_detector("auto")
+    except (ImportError, MissingDependencyError):
+        return _haar_locator()
+
+    def locate(image: Image.Image) -> tuple[int, int, int, int] | None:
+        faces = detect_faces(image, detector=detector)
+        if not faces:
+            return None
+        x, y, w, h = faces[0].box
+        return round(x), round(y), round(w), round(h)
+
+    return locate
+
+
+def _haar_locator() -> FaceLocator | None:
     try:
         import cv2
     except ImportError:
@@ -54,7 +75,9 @@ def default_face_locator() -> FaceLocator | None:
     return locate
 
 
-def square_around(size: tuple[int, int], face: tuple[int, int, int, int]) -> tuple[int, ...]:
+def square_around(
+    size: tuple[int, int], face: tuple[int, int, int, int]
+) -> tuple[int, int, int, int]:
     """The largest square crop box centred as near the face centre as the image allows."""
     width, height = size
     side = min(width, height)
@@ -65,7 +88,7 @@ def square_around(size: tuple[int, int], face: tuple[int, int, int, int]) -> tup
     return left, top, left + side, top + side
 
 
-def centre_square(size: tuple[int, int]) -> tuple[int, ...]:
+def centre_square(size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The largest centred square crop box."""
     width, height = size
     side = min(width, height)

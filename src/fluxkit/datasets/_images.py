@@ -67,17 +67,17 @@ def decode(data: bytes, *, draft_side: int | None = None, max_pixels: int) -> De
 
     brand = _container_brand(data)
     if brand in _HEIF_BRANDS and not _register_heif():
-        raise DecodeError('HEIC/HEIF needs the optional decoder: pip install pillow-heif')
+        raise DecodeError("HEIC/HEIF needs the optional decoder: pip install pillow-heif")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data))
+            width, height = opened.size
             if width * height > max_pixels:
                 raise DecodeError(f"{width}x{height} exceeds the {max_pixels} pixel limit")
-            if draft_side and image.format == "JPEG":
-                image.draft("RGB", (draft_side, draft_side))
-            image.load()
+            if draft_side and opened.format == "JPEG":
+                opened.draft("RGB", (draft_side, draft_side))
+            opened.load()
     except DecodeError:
         raise
     except UnidentifiedImageError:
@@ -89,12 +89,10 @@ def decode(data: bytes, *, draft_side: int | None = None, max_pixels: int) -> De
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise DecodeError(f"unreadable or truncated ({exc})") from None
     fixes: list[str] = []
-    orientation = image.getexif().get(0x0112, 1)
+    orientation = opened.getexif().get(0x0112, 1)
     if orientation not in (1, None):
         fixes.append("EXIF orientation applied")
-    oriented = ImageOps.exif_transpose(image)
-    if oriented is not None:
-        image = oriented
+    image: Image.Image = ImageOps.exif_transpose(opened) or opened
     # Orientations 5-8 swap the axes; report the upright size of the user's file (draft() may
     # have decoded it smaller).
     original = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
@@ -141,8 +139,12 @@ def _icc_to_srgb(image: Image.Image, icc: bytes) -> Image.Image | None:
         if "srgb" in description.lower() and image.mode == "RGB":
             return None
         target = ImageCms.createProfile("sRGB")
-        return ImageCms.profileToProfile(image.convert("RGB") if image.mode == "RGBA" else image,
-                                         source, target, outputMode="RGB")
+        return ImageCms.profileToProfile(
+            image.convert("RGB") if image.mode == "RGBA" else image,
+            source,
+            target,
+            outputMode="RGB",
+        )
     except (ImageCms.PyCMSError, OSError, ValueError):
         return None
 
@@ -167,3 +169,19 @@ def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
     clean.info = {}
     clean.save(buffer, format="JPEG", quality=quality, optimize=False)
     return buffer.getvalue()
+
+
+def from_pil(image: Image.Image, *, max_pixels: int) -> Decoded:
+    """Normalise an in-memory PIL image the same way :func:`decode` does a file."""
+    from PIL import ImageOps
+
+    width, height = image.size
+    if width * height > max_pixels:
+        raise DecodeError(f"{width}x{height} exceeds the {max_pixels} pixel limit")
+    fixes: list[str] = []
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation not in (1, None):
+        fixes.append("EXIF orientation applied")
+    oriented = ImageOps.exif_transpose(image)
+    upright = oriented if oriented is not None else image
+    return Decoded(image=_to_rgb8(upright, fixes), original_size=upright.size, fixes=fixes)

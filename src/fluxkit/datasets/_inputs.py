@@ -21,12 +21,24 @@ if TYPE_CHECKING:
 
 __all__ = ["IMAGE_SUFFIXES", "ImagesLike", "SourceItem", "iter_sources"]
 
-IMAGE_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif",
-})
+IMAGE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".webp",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".heic",
+        ".heif",
+        ".avif",
+    }
+)
 _MAX_CAPTION_BYTES = 64 * 1024
 
-ImagesLike = Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str], "Image.Image"]]]
+ImagesLike = Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str], "Image.Image"]]]  # noqa: UP007
 """A folder or zip path, or a sequence of image paths and PIL images."""
 
 
@@ -51,7 +63,8 @@ def count_hint(images: ImagesLike) -> int | None:
 
 
 def iter_sources(
-    images: ImagesLike, captions: Mapping[str, str] | Sequence[str] | None,
+    images: ImagesLike,
+    captions: Mapping[str, str] | Sequence[str] | None,
     limits: ArchiveLimits | None = None,
 ) -> Iterator[SourceItem]:
     """Yield inputs one at a time, captions attached (explicit ``captions`` win over sidecars)."""
@@ -64,25 +77,33 @@ def iter_sources(
         elif path.is_file():
             yield from _from_list([path], captions)
         else:
-            raise InvalidRequestError("images", str(images),
-                                      "a folder, a .zip, image paths or PIL images",
-                                      reason="no such file or folder")
+            raise InvalidRequestError(
+                "images",
+                str(images),
+                "a folder, a .zip, image paths or PIL images",
+                reason="no such file or folder",
+            )
         return
     if isinstance(images, (bytes, bytearray)):
-        raise InvalidRequestError("images", "<bytes>", "a folder, a .zip, image paths or PIL images")
+        raise InvalidRequestError(
+            "images", "<bytes>", "a folder, a .zip, image paths or PIL images"
+        )
     if captions is not None and not isinstance(captions, Mapping) and len(captions) != len(images):
-        raise InvalidRequestError("captions", f"{len(captions)} captions",
-                                  f"one caption per image ({len(images)})")
+        raise InvalidRequestError(
+            "captions", f"{len(captions)} captions", f"one caption per image ({len(images)})"
+        )
     yield from _from_list(images, captions)
 
 
 def _is_image_file(path: Path) -> bool:
-    return (path.is_file() and not path.name.startswith(".")
-            and path.suffix.lower() in IMAGE_SUFFIXES)
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
-def _explicit(captions: Mapping[str, str] | Sequence[str] | None, index: int, name: str
-              ) -> str | None:
+def _explicit(
+    captions: Mapping[str, str] | Sequence[str] | None, index: int, name: str
+) -> str | None:
     if captions is None:
         return None
     if isinstance(captions, Mapping):
@@ -102,38 +123,49 @@ def _sidecar(path: Path) -> str | None:
     return None
 
 
-def _from_folder(folder: Path, captions: Mapping[str, str] | Sequence[str] | None
-                 ) -> Iterator[SourceItem]:
+def _from_folder(
+    folder: Path, captions: Mapping[str, str] | Sequence[str] | None
+) -> Iterator[SourceItem]:
     files = sorted(p for p in folder.iterdir() if _is_image_file(p))
     if captions is not None and not isinstance(captions, Mapping):
-        raise InvalidRequestError("captions", "a list", "a mapping of file name to caption "
-                                  "when images is a folder")
+        raise InvalidRequestError(
+            "captions", "a list", "a mapping of file name to caption when images is a folder"
+        )
     for index, path in enumerate(files):
         caption = _explicit(captions, index, path.name)
-        yield SourceItem(path.name, path.read_bytes(), None,
-                         caption if caption is not None else _sidecar(path))
+        yield SourceItem(
+            path.name, path.read_bytes(), None, caption if caption is not None else _sidecar(path)
+        )
 
 
-def _from_list(items: Sequence[str | os.PathLike[str] | Image.Image],
-               captions: Mapping[str, str] | Sequence[str] | None) -> Iterator[SourceItem]:
+def _from_list(
+    items: Sequence[str | os.PathLike[str] | Image.Image],
+    captions: Mapping[str, str] | Sequence[str] | None,
+) -> Iterator[SourceItem]:
     for index, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
             path = Path(item).expanduser()
             if not path.is_file():
                 raise InvalidRequestError(f"images[{index}]", str(item), "an existing image file")
             caption = _explicit(captions, index, path.name)
-            yield SourceItem(path.name, path.read_bytes(), None,
-                             caption if caption is not None else _sidecar(path))
+            yield SourceItem(
+                path.name,
+                path.read_bytes(),
+                None,
+                caption if caption is not None else _sidecar(path),
+            )
         elif hasattr(item, "getexif") and hasattr(item, "size"):
             name = f"image[{index}]"
             yield SourceItem(name, None, item, _explicit(captions, index, name))
         else:
-            raise InvalidRequestError(f"images[{index}]", type(item).__name__,
-                                      "a path or a PIL image")
+            raise InvalidRequestError(
+                f"images[{index}]", type(item).__name__, "a path or a PIL image"
+            )
 
 
-def _from_zip(path: Path, captions: Mapping[str, str] | Sequence[str] | None,
-              limits: ArchiveLimits | None) -> Iterator[SourceItem]:
+def _from_zip(
+    path: Path, captions: Mapping[str, str] | Sequence[str] | None, limits: ArchiveLimits | None
+) -> Iterator[SourceItem]:
     sidecars: dict[str, str] = {}
     for name, data in iter_archive(path, limits):
         if name.lower().endswith(".txt") and len(data) <= _MAX_CAPTION_BYTES:

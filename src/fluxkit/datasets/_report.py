@@ -144,6 +144,8 @@ class DatasetRefusedError(InvalidRequestError):
     def __init__(self, report: DatasetReport, reason: str, *, minimum: int) -> None:
         self.report = report
         super().__init__(
-            "images", len(report.images), f"at least {minimum} usable, distinct images",
+            "images",
+            len(report.images),
+            f"at least {minimum} usable, distinct images",
             reason=reason,
         )

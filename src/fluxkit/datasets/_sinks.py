@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
@@ -46,7 +47,7 @@ class ZipSink:
 
     def add(self, name: str, data: bytes) -> None:
         info = zipfile.ZipInfo(name, date_time=_EPOCH)
-        info.external_attr = 0o644 << 16
+        info.external_attr = (stat.S_IFREG | 0o644) << 16
         # JPEGs do not deflate; storing them saves time and every unzip handles it.
         stored = name.lower().endswith(_STORED_SUFFIXES)
         info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
@@ -71,8 +72,9 @@ class FolderSink:
         self.final = final
         self._overwrite = overwrite
         final.parent.mkdir(parents=True, exist_ok=True)
-        self._temp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp",
-                                           dir=final.parent))
+        self._temp = Path(
+            tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+        )
 
     def add(self, name: str, data: bytes) -> None:
         path = self._temp / name

@@ -49,16 +49,19 @@ class TargetSpec:
     def caption_name(self, index: int) -> str:
         return f"{self.image_dir}{index:04d}.txt"
 
-    def extra_files(self, entries: Sequence[ImageEntry], *, trigger: str, size: int,
-                    final: Path) -> dict[str, bytes]:
+    def extra_files(
+        self, entries: Sequence[ImageEntry], *, trigger: str, size: int, final: Path
+    ) -> dict[str, bytes]:
         """Config files written after the images (paths inside them point at ``final``)."""
         if self.name == "ai-toolkit":
             return {"config.yaml": _ai_toolkit_config(trigger, size, final / self.image_dir)}
         if self.name == "kohya":
             return {"dataset.toml": _kohya_toml(trigger, size, final / self.image_dir)}
         if self.name == "diffusers":
-            lines = [json.dumps({"file_name": Path(e.file).name, "text": e.caption},
-                                ensure_ascii=False) for e in entries]
+            lines = [
+                json.dumps({"file_name": Path(e.file).name, "text": e.caption}, ensure_ascii=False)
+                for e in entries
+            ]
             return {f"{self.image_dir}metadata.jsonl": ("\n".join(lines) + "\n").encode()}
         return {}
 
@@ -79,39 +82,67 @@ def _ai_toolkit_config(trigger: str, size: int, folder: Path) -> bytes:
         "job": "extension",
         "config": {
             "name": f"{trigger}_flux_lora",
-            "process": [{
-                "type": "sd_trainer",
-                "training_folder": "output",
-                "device": "cuda:0",
-                "trigger_word": trigger,
-                # ai-toolkit forces alpha = rank for FLUX; linear_alpha is kept equal for clarity.
-                "network": {"type": "lora", "linear": 16, "linear_alpha": 16},
-                "save": {"dtype": "float16", "save_every": 250, "max_step_saves_to_keep": 4,
-                         "push_to_hub": False},
-                "datasets": [{
-                    "folder_path": str(folder),
-                    "caption_ext": "txt",
-                    "caption_dropout_rate": 0.05,
-                    "shuffle_tokens": False,
-                    "cache_latents_to_disk": True,
-                    "resolution": resolutions,
-                }],
-                "train": {"batch_size": 1, "steps": 1000, "gradient_accumulation_steps": 1,
-                          "train_unet": True, "train_text_encoder": False,
-                          "gradient_checkpointing": True, "noise_scheduler": "flowmatch",
-                          "optimizer": "adamw8bit", "lr": 1e-4, "dtype": "bf16"},
-                "model": {"name_or_path": "black-forest-labs/FLUX.1-dev", "is_flux": True,
-                          "quantize": True},
-                "sample": {"sampler": "flowmatch", "sample_every": 250, "width": 1024,
-                           "height": 1024, "prompts": [f"photo of [trigger] person, portrait"],
-                           "neg": "", "seed": 42, "walk_seed": True, "guidance_scale": 4,
-                           "sample_steps": 20},
-            }],
+            "process": [
+                {
+                    "type": "sd_trainer",
+                    "training_folder": "output",
+                    "device": "cuda:0",
+                    "trigger_word": trigger,
+                    # ai-toolkit forces alpha = rank for FLUX; linear_alpha is kept equal for clarity.
+                    "network": {"type": "lora", "linear": 16, "linear_alpha": 16},
+                    "save": {
+                        "dtype": "float16",
+                        "save_every": 250,
+                        "max_step_saves_to_keep": 4,
+                        "push_to_hub": False,
+                    },
+                    "datasets": [
+                        {
+                            "folder_path": str(folder),
+                            "caption_ext": "txt",
+                            "caption_dropout_rate": 0.05,
+                            "shuffle_tokens": False,
+                            "cache_latents_to_disk": True,
+                            "resolution": resolutions,
+                        }
+                    ],
+                    "train": {
+                        "batch_size": 1,
+                        "steps": 1000,
+                        "gradient_accumulation_steps": 1,
+                        "train_unet": True,
+                        "train_text_encoder": False,
+                        "gradient_checkpointing": True,
+                        "noise_scheduler": "flowmatch",
+                        "optimizer": "adamw8bit",
+                        "lr": 1e-4,
+                        "dtype": "bf16",
+                    },
+                    "model": {
+                        "name_or_path": "black-forest-labs/FLUX.1-dev",
+                        "is_flux": True,
+                        "quantize": True,
+                    },
+                    "sample": {
+                        "sampler": "flowmatch",
+                        "sample_every": 250,
+                        "width": 1024,
+                        "height": 1024,
+                        "prompts": ["photo of [trigger] person, portrait"],
+                        "neg": "",
+                        "seed": 42,
+                        "walk_seed": True,
+                        "guidance_scale": 4,
+                        "sample_steps": 20,
+                    },
+                }
+            ],
         },
         "meta": {"name": "[name]", "version": "1.0"},
     }
-    return ("# ai-toolkit job written by fluxkit: python run.py config.yaml\n"
-            + _yaml(job)).encode()
+    return (
+        "# ai-toolkit job written by fluxkit: python run.py config.yaml\n" + _yaml(job)
+    ).encode()
 
 
 def _kohya_toml(trigger: str, size: int, folder: Path) -> bytes:

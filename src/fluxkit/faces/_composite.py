@@ -89,7 +89,7 @@ def overlay_face(
     scale: float = 1.0,
     blend: Blend = "alpha",
     color_match: float = 0.85,
-    feather: float = 0.07,
+    feather: float = 0.05,
     align_eyes: bool = True,
     face_index: int | None = None,
     headshot_face_index: int | None = None,

@@ -116,7 +116,7 @@ def pick_face(
     rivals = [
         face
         for face in faces[1:]
-        if face.confidence >= detector.confident and face.confidence >= 0.6 * top.confidence
+        if face.confidence >= detector.confident and face.confidence >= 0.5 * top.confidence
     ]
     if rivals:
         raise MultipleFacesError(role, faces, index_argument=index_argument)

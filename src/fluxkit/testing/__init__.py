@@ -15,8 +15,8 @@ Every emulator runs in-process (``emu.transport()``) or on a loopback port
 
 from fluxkit.testing._emulator import (
     Defer,
-    EmulatorTransport,
     Emulator,
+    EmulatorTransport,
     EmuRequest,
     EmuResponse,
     Failure,

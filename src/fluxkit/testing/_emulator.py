@@ -147,14 +147,28 @@ class Script:
     job_failures: list[str] = field(default_factory=list)
 
     def fail_next(
-        self, status: int, count: int = 1, *, path: str | None = None, method: str | None = None,
-        retry_after: float | None = None, retry_after_ms: float | None = None, body: Any = None,
+        self,
+        status: int,
+        count: int = 1,
+        *,
+        path: str | None = None,
+        method: str | None = None,
+        retry_after: float | None = None,
+        retry_after_ms: float | None = None,
+        body: Any = None,
     ) -> None:
         """Answer the next ``count`` matching requests with ``status`` (e.g. a 429 burst)."""
-        self.failures.append(Failure(
-            status, count, re.compile(path) if path else None, method, retry_after,
-            retry_after_ms, body,
-        ))
+        self.failures.append(
+            Failure(
+                status,
+                count,
+                re.compile(path) if path else None,
+                method,
+                retry_after,
+                retry_after_ms,
+                body,
+            )
+        )
 
     def fail_jobs(self, count: int = 1, message: str = "scripted job failure") -> None:
         """The next ``count`` jobs accepted end in the provider's failed state."""
@@ -224,7 +238,8 @@ class Emulator:
         pattern = re.compile(path) if path else None
         with self.lock:
             return [
-                r for r in self.log
+                r
+                for r in self.log
                 if (pattern is None or pattern.search(r.path))
                 and (method is None or r.method == method.upper())
             ]
@@ -266,8 +281,13 @@ class Emulator:
 
 def _emu_request(method: str, url: str, headers: dict[str, str], body: bytes) -> EmuRequest:
     parts = urlsplit(url)
-    return EmuRequest(method.upper(), parts.path or "/", dict(parse_qsl(parts.query)),
-                      {k.lower(): v for k, v in headers.items()}, body)
+    return EmuRequest(
+        method.upper(),
+        parts.path or "/",
+        dict(parse_qsl(parts.query)),
+        {k.lower(): v for k, v in headers.items()},
+        body,
+    )
 
 
 class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
@@ -277,7 +297,9 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.emulator = emulator
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        emu_request = _emu_request(request.method, str(request.url), dict(request.headers), request.read())
+        emu_request = _emu_request(
+            request.method, str(request.url), dict(request.headers), request.read()
+        )
         status, headers, body = self.emulator.resolve(emu_request)
         return httpx.Response(status, headers=headers, content=body, request=request)
 

@@ -46,7 +46,9 @@ def render_fake_image(
         image[inside] = colour
     for source, scale in loras:
         tint = np.frombuffer(hashlib.sha256(source.encode()).digest()[:3], dtype=np.uint8)
-        image = image * (1 - 0.3 * min(abs(scale), 1.0)) + tint.astype(np.float32) * 0.3 * min(abs(scale), 1.0)
+        image = image * (1 - 0.3 * min(abs(scale), 1.0)) + tint.astype(np.float32) * 0.3 * min(
+            abs(scale), 1.0
+        )
     if init_image is not None:
         base = np.asarray(init_image.convert("RGB").resize((width, height)), dtype=np.float32)
         image = base * (1 - strength) + image * strength

@@ -20,7 +20,7 @@ import itertools
 from typing import Any
 
 from fluxkit._core import _media
-from fluxkit.testing._emulator import Defer, EmuRequest, EmuResponse, Emulator, route
+from fluxkit.testing._emulator import Defer, Emulator, EmuRequest, EmuResponse, route
 from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
 
@@ -34,6 +34,7 @@ _STATUS = {
     "cancelled": "CANCELLED",
 }
 _MAX_WAIT = 10.0
+_RENDER_CACHE = 64
 
 
 class FakeProviderEmulator(Emulator):
@@ -59,13 +60,17 @@ class FakeProviderEmulator(Emulator):
 
     base_url = "http://fake.fluxkit.local"
 
-    def __init__(self, *, api_key: str | None = None, return_urls: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *, api_key: str | None = None, return_urls: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.api_key = api_key
         self.return_urls = return_urls
         self.jobs: dict[str, EmulatedJob] = {}
         self.cancelled: set[str] = set()
         self.files: dict[str, bytes] = {}
+        # identical requests render once: the emulator's CPU should go to the protocol
+        self._rendered: dict[tuple[Any, ...], bytes] = {}
         self._ids = itertools.count(1)
 
     # -- helpers -------------------------------------------------------------------------
@@ -85,7 +90,8 @@ class FakeProviderEmulator(Emulator):
             "status": _STATUS[state],
             "queue_position": job.position(now),
             "progress": {"step": job.step(now), "total": job.steps},
-            "logs": list(job.logs) + ([f"step {job.step(now)}/{job.steps}"] if state == "running" else []),
+            "logs": list(job.logs)
+            + ([f"step {job.step(now)}/{job.steps}"] if state == "running" else []),
         }
         if state == "failed":
             body["error"] = job.failure
@@ -100,14 +106,36 @@ class FakeProviderEmulator(Emulator):
         images = []
         for index in range(int(payload.get("num_images", 1))):
             seed = (int(payload["seed"]) + index) % 2**32
-            picture = render_fake_image(
-                payload["prompt"], seed, int(payload["width"]), int(payload["height"]),
-                loras=loras, init_image=init, strength=float(payload.get("strength", 0.75)),
-            )
             fmt = payload.get("output_format", "png")
-            data = _media.encode_image(picture, fmt)
+            width, height = int(payload["width"]), int(payload["height"])
+            key = (
+                payload["prompt"],
+                seed,
+                width,
+                height,
+                tuple(loras),
+                payload.get("image"),
+                payload.get("strength"),
+                fmt,
+            )
+            data = self._rendered.get(key)
+            if data is None:
+                picture = render_fake_image(
+                    payload["prompt"],
+                    seed,
+                    width,
+                    height,
+                    loras=loras,
+                    init_image=init,
+                    strength=float(payload.get("strength", 0.75)),
+                )
+                data = self._rendered[key] = _media.encode_image(picture, fmt)
+                if len(self._rendered) > _RENDER_CACHE:
+                    self._rendered.pop(next(iter(self._rendered)))
             entry: dict[str, Any] = {
-                "seed": seed, "width": picture.width, "height": picture.height,
+                "seed": seed,
+                "width": width,
+                "height": height,
                 "content_type": _media.mime_type(data),
                 "has_nsfw_concepts": "nsfw" in payload["prompt"].lower(),
             }
@@ -129,21 +157,37 @@ class FakeProviderEmulator(Emulator):
         payload = request.json() or {}
         missing = [key for key in ("prompt", "width", "height", "seed") if key not in payload]
         if missing:
-            return EmuResponse(422, json={"detail": [
-                {"loc": ["body", key], "msg": "field required", "type": "missing"} for key in missing
-            ]})
+            return EmuResponse(
+                422,
+                json={
+                    "detail": [
+                        {"loc": ["body", key], "msg": "field required", "type": "missing"}
+                        for key in missing
+                    ]
+                },
+            )
         job_id = f"fake-{next(self._ids):06d}"
         waiting = sum(1 for job in self.jobs.values() if job.state(self.clock()) == "queued")
         job = EmulatedJob(
-            job_id, payload, self.clock(), self.script.queue_seconds, self.script.run_seconds,
-            steps=int(payload.get("steps") or self.script.steps), initial_position=waiting,
+            job_id,
+            payload,
+            self.clock(),
+            self.script.queue_seconds,
+            self.script.run_seconds,
+            steps=int(payload.get("steps") or self.script.steps),
+            initial_position=waiting,
             failure=self.script.take_job_failure(),
         )
         job.logs.append(f"accepted {job_id}")
         self.jobs[job_id] = job
-        return EmuResponse(202, json={
-            "id": job_id, "status": "IN_QUEUE", "queue_position": job.position(self.clock()),
-        })
+        return EmuResponse(
+            202,
+            json={
+                "id": job_id,
+                "status": "IN_QUEUE",
+                "queue_position": job.position(self.clock()),
+            },
+        )
 
     @route("GET", r"/v1/generations/(?P<job_id>[\w-]+)")
     def status(self, request: EmuRequest, job_id: str) -> EmuResponse | Defer:
@@ -178,7 +222,10 @@ class FakeProviderEmulator(Emulator):
             return EmuResponse(409, json={"detail": f"job {job_id} is {_STATUS[state]}"})
         if job.result is None:
             host = request.header("host") or "fake.fluxkit.local"
-            job.result = {"images": self._render(job, host), "timings": {"inference": job.run_seconds}}
+            job.result = {
+                "images": self._render(job, host),
+                "timings": {"inference": job.run_seconds},
+            }
         return EmuResponse(200, json=job.result)
 
     @route("POST", r"/v1/generations/(?P<job_id>[\w-]+)/cancel")

@@ -39,7 +39,9 @@ def fake_generator(fake_emulator: FakeProviderEmulator) -> Iterator[Generator]:
 
 
 @pytest.fixture
-async def async_fake_generator(fake_emulator: FakeProviderEmulator) -> AsyncIterator[AsyncGenerator]:
+async def async_fake_generator(
+    fake_emulator: FakeProviderEmulator,
+) -> AsyncIterator[AsyncGenerator]:
     """``fluxkit.AsyncGenerator("fake")`` bound to :func:`fake_emulator` (needs an async test runner)."""
     from fluxkit._generator import AsyncGenerator
 

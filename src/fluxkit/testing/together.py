@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluxkit._core import _media
-from fluxkit.testing._emulator import Defer, EmuRequest, EmuResponse, Emulator, route
+from fluxkit.testing._emulator import Defer, Emulator, EmuRequest, EmuResponse, route
 from fluxkit.testing._render import render_fake_image
 
 __all__ = ["TogetherEmulator", "TogetherModel"]
@@ -69,34 +69,18 @@ DEFAULT_MODELS: dict[str, TogetherModel] = {
     f"{_BFL}/FLUX.2-max": TogetherModel(max_side=2048),
 }
 
+# fmt: off
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,),
-    "prompt": (str,),
-    "width": (int,),
-    "height": (int,),
-    "n": (int,),
-    "steps": (int,),
-    "seed": (int,),
-    "negative_prompt": (str,),
-    "guidance_scale": (int, float),
-    "guidance": (int, float),
-    "response_format": (str,),
-    "output_format": (str,),
-    "image_url": (str,),
-    "reference_images": (list,),
-    "image_loras": (list,),
-    "disable_safety_checker": (bool,),
-    "aspect_ratio": (str,),
-    "prompt_upsampling": (bool,),
+    "model": (str,), "prompt": (str,), "width": (int,), "height": (int,), "n": (int,),
+    "steps": (int,), "seed": (int,), "negative_prompt": (str,), "guidance_scale": (int, float),
+    "guidance": (int, float), "response_format": (str,), "output_format": (str,),
+    "image_url": (str,), "reference_images": (list,), "image_loras": (list,),
+    "disable_safety_checker": (bool,), "aspect_ratio": (str,), "prompt_upsampling": (bool,),
 }
+_ERROR_TYPES = {401: "invalid_request_error", 404: "invalid_request_error",
+                429: "rate_limit_exceeded", 500: "server_error", 503: "server_error"}
+# fmt: on
 _RANGES = {"n": (1, 4), "steps": (1, 50)}
-_ERROR_TYPES = {
-    401: "invalid_request_error",
-    404: "invalid_request_error",
-    429: "rate_limit_exceeded",
-    500: "server_error",
-    503: "server_error",
-}
 
 
 class _Invalid(Exception):
@@ -179,8 +163,12 @@ class TogetherEmulator(Emulator):
                 raise _Invalid(422, f"'{name}' is a required property", name)
         for name, value in body.items():
             expected = _FIELD_TYPES.get(name)
-            wrong_bool = isinstance(value, bool) and bool not in expected if expected else False
-            if expected and (not isinstance(value, expected) or wrong_bool):
+            if expected is None:
+                continue  # unknown fields are ignored, as model-specific extras are
+            # JSON true is not an integer here, though Python's bool is an int.
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and bool not in expected
+            ):
                 raise _Invalid(422, f"'{name}' must be of type {expected[0].__name__}", name)
         model = self.models.get(body["model"])
         if model is None:

@@ -55,29 +55,35 @@ _DEV_FAMILY = replace(_BASE, max_loras=UNLIMITED, img2img=True, max_steps=50)
 _PRO = replace(_BASE, guidance=False, default_guidance=None)
 
 CAPABILITIES: Mapping[str, Capabilities] = {
-    DEV: replace(
-        _DEV_FAMILY, notes=f"LoRAs switch to {LORA}, image= to {DEV_I2I} (automatically)"
-    ),
+    DEV: replace(_DEV_FAMILY, notes=f"LoRAs switch to {LORA}, image= to {DEV_I2I} (automatically)"),
     # fal-ai/flux/dev/image-to-image defaults to 40 steps; the output follows the input's size.
     DEV_I2I: replace(
-        _DEV_FAMILY, default_steps=40, notes=f"output size follows the init image; LoRAs: {LORA_I2I}"
+        _DEV_FAMILY,
+        default_steps=40,
+        notes=f"output size follows the init image; LoRAs: {LORA_I2I}",
     ),
     LORA: replace(_DEV_FAMILY, notes=f"any number of LoRAs; image= switches to {LORA_I2I}"),
     LORA_I2I: replace(_DEV_FAMILY, notes="output size follows the init image"),
     # https://fal.ai/models/fal-ai/flux/schnell/api: 1-12 steps, default 4; guidance-distilled.
     SCHNELL: replace(
-        _BASE, max_steps=12, default_steps=4, guidance=False, default_guidance=None,
+        _BASE,
+        max_steps=12,
+        default_steps=4,
+        guidance=False,
+        default_guidance=None,
         notes="no LoRAs or img2img on fal (use flux-dev)",
     ),
     PRO_11: replace(_PRO, notes="steps and guidance are fixed by the provider"),
     # Ultra takes aspect_ratio instead of image_size and an image prompt (image_url +
     # image_prompt_strength): fluxkit's reference_image / reference_strength.
     PRO_ULTRA: replace(
-        _PRO, reference_image=True,
+        _PRO,
+        reference_image=True,
         notes="size -> nearest aspect_ratio (about 4 MP out); reference_image is an image prompt",
     ),
     "*": replace(
-        _DEV_FAMILY, reference_image=False,
+        _DEV_FAMILY,
+        reference_image=False,
         notes="any other fal endpoint id, sent as flux-dev fields; its own fields go in extra=",
     ),
 }

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from fluxkit._exceptions import ConfigurationError
 
-__all__ = ["Offload", "apply_memory_options", "pick_device", "pick_dtype"]
+__all__ = ["Offload", "apply_memory_options", "check_offload", "pick_device", "pick_dtype"]
 
 Offload = Literal["none", "model", "sequential"]
 
@@ -69,6 +69,17 @@ def pick_dtype(device: str, requested: Any = None) -> Any:
     return getattr(torch, name)
 
 
+def check_offload(offload: str, device: str) -> None:
+    """Refuse offload modes that cannot work on ``device``."""
+    if offload not in ("none", "model", "sequential"):
+        raise ConfigurationError(f"offload={offload!r}; use 'none', 'model' or 'sequential'")
+    if offload != "none" and device == "cpu":
+        raise ConfigurationError(
+            f"offload={offload!r} moves models between CPU and a GPU; there is no GPU here "
+            "(device='cpu'): use offload='none'"
+        )
+
+
 def apply_memory_options(
     pipe: Any, device: str, *, offload: Offload, vae_tiling: bool, vae_slicing: bool
 ) -> None:
@@ -79,15 +90,9 @@ def apply_memory_options(
     layer by layer: the least memory and much slower. Tiling/slicing bound the VAE's memory at
     large sizes and batches.
     """
-    if offload not in ("none", "model", "sequential"):
-        raise ConfigurationError(f"offload={offload!r}; use 'none', 'model' or 'sequential'")
+    check_offload(offload, device)
     if offload == "none":
         pipe.to(device)
-    elif device == "cpu":
-        raise ConfigurationError(
-            f"offload={offload!r} moves models between CPU and a GPU; there is no GPU here "
-            "(device='cpu'): use offload='none'"
-        )
     elif offload == "model":
         pipe.enable_model_cpu_offload(device=device)
     else:

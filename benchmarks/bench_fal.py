@@ -1,0 +1,176 @@
+"""fal backend benchmarks against ``FalEmulator`` on a loopback port.
+
+1. Fan-out: 500 jobs of 50 ms at concurrency 32 through ``fluxkit.AsyncGenerator("fal")``;
+   wall time vs ideal (500 / 32 x 50 ms; target <= 1.15 x), and the same workload through
+   ``fal_client.AsyncClient.subscribe`` (plus the image download fluxkit also does). The
+   emulator runs in its own process so client and server don't share one GIL.
+2. Pickup latency: how long after the emulator marks a job complete the client asks for the
+   result (both timestamps taken by the emulator; target <= 20 ms).
+3. Upload cache: 100 img2img requests reusing one init image larger than the inline limit;
+   uploads performed (target 1).
+
+    python benchmarks/bench_fal.py [--jobs 500] [--concurrency 32] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import multiprocessing
+import statistics
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import httpx
+
+import fluxkit
+from fluxkit._uploads import DEFAULT_INLINE_LIMIT, UploadCache
+from fluxkit.testing.fal import FalEmulator
+
+_SIZE = {"width": 256, "height": 256}
+
+
+def serve(latency: float, conn: Connection) -> None:
+    """The emulator process: serve until the parent says stop."""
+    emulator = FalEmulator(api_key="bench")
+    emulator.script.run_seconds = latency
+    with emulator.serve() as url:
+        conn.send(url)
+        conn.recv()
+
+
+async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> float:
+    async with fluxkit.AsyncGenerator(
+        "fal", api_key="bench", base_url=url, max_concurrency=concurrency
+    ) as gen:
+        await gen.generate("warm up", size=(256, 256), seed=7)
+        # max_concurrency bounds the calls of one generate(); across 500 generate() calls the
+        # bound is the caller's, as here.
+        limiter = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with limiter:
+                await gen.generate("a fox", size=(256, 256), seed=7)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(jobs)))
+        return time.perf_counter() - started
+
+
+async def fal_client_fanout(url: str, jobs: int, concurrency: int) -> float:
+    import fal_client
+    import fal_client.client as fal_module
+
+    # fal-client has no base URL option; its URL formats are module globals read per call.
+    fal_module.QUEUE_URL_FORMAT = fal_module.RUN_URL_FORMAT = f"{url}/"
+    client = fal_client.AsyncClient(key="bench")
+    arguments = {"prompt": "a fox", "image_size": _SIZE, "seed": 7, "output_format": "png"}
+    async with httpx.AsyncClient() as downloads:
+
+        async def job() -> None:
+            result: dict[str, Any] = await client.subscribe("fal-ai/flux/dev", arguments)
+            (await downloads.get(result["images"][0]["url"])).raise_for_status()
+
+        await job()
+        limiter = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with limiter:
+                await job()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(jobs)))
+        return time.perf_counter() - started
+
+
+def fanout(jobs: int, concurrency: int, latency: float) -> None:
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve, args=(latency, child), daemon=True)
+    server.start()
+    url = parent.recv()
+    try:
+        ours = asyncio.run(fluxkit_fanout(url, jobs, concurrency))
+        theirs = asyncio.run(fal_client_fanout(url, jobs, concurrency))
+    finally:
+        parent.send("stop")
+        server.join(timeout=5)
+    ideal = jobs / concurrency * latency
+    print(
+        f"[1] {jobs} jobs x {latency * 1000:.0f} ms, concurrency {concurrency}: ideal {ideal:.3f} s"
+    )
+    print(
+        f"    fluxkit AsyncGenerator   wall {ours:.3f} s  ratio {ours / ideal:.2f} (target <= 1.15)"
+    )
+    print(f"    fal_client subscribe     wall {theirs:.3f} s  ratio {theirs / ideal:.2f}")
+
+
+def pickup(samples: int = 30, run_seconds: float = 0.2) -> None:
+    emulator = FalEmulator(api_key="bench")
+    emulator.script.run_seconds = run_seconds
+    with emulator.serve() as url:
+        with fluxkit.Generator("fal", api_key="bench", base_url=url) as gen:
+            for index in range(samples):
+                gen.generate("a fox", size=(256, 256), seed=index % 3)
+    delays = []
+    for job in emulator.jobs.values():
+        fetch = emulator.requests(rf"/requests/{job.id}$", method="GET")[0]
+        delays.append((fetch.received_at - job.finished_at) * 1000)
+    delays.sort()
+    p95 = delays[int(0.95 * (len(delays) - 1))]
+    print(
+        f"[2] pickup after completion, {samples} jobs of {run_seconds * 1000:.0f} ms: "
+        f"median {statistics.median(delays):.1f} ms, p95 {p95:.1f} ms, max {delays[-1]:.1f} ms "
+        f"(target <= 20 ms; fal-client polls every 100 ms)"
+    )
+
+
+def uploads(requests: int = 100) -> None:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (384, 384, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    init = buffer.getvalue()
+    assert len(init) > DEFAULT_INLINE_LIMIT
+    emulator = FalEmulator(api_key="bench")
+    cache = UploadCache()
+
+    async def run() -> None:
+        async with fluxkit.AsyncGenerator(
+            "fal", api_key="bench", emulator=emulator, upload_cache=cache, max_concurrency=16
+        ) as gen:
+            limiter = asyncio.Semaphore(16)
+
+            async def one(seed: int) -> None:
+                async with limiter:
+                    await gen.generate("a fox", image=init, strength=0.6, seed=seed % 4)
+
+            await asyncio.gather(*(one(seed) for seed in range(requests)))
+
+    asyncio.run(run())
+    print(
+        f"[3] {requests} img2img requests, one {len(init) // 1024} KiB init image: "
+        f"{emulator.uploads} upload(s), {cache.hits} cache hits (target 1 upload)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--only", choices=("fanout", "pickup", "uploads"))
+    args = parser.parse_args()
+    if args.only in (None, "fanout"):
+        fanout(args.jobs, args.concurrency, args.latency)
+    if args.only in (None, "pickup"):
+        pickup()
+    if args.only in (None, "uploads"):
+        uploads()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Fan-out: 500 fake jobs, 50 ms each, concurrency 32, async, over a loopback port.
+
+Target: wall time <= 1.15 x ideal, ideal = 500 / 32 x 50 ms. The emulator runs in its own
+process so client and server don't share one GIL.
+
+    python benchmarks/bench_fanout.py [--jobs 500] [--concurrency 32] [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+
+import fluxkit
+
+
+def serve(latency: float, conn: Connection) -> None:
+    from fluxkit.testing import FakeProviderEmulator
+
+    emulator = FakeProviderEmulator()
+    emulator.script.run_seconds = latency
+    with emulator.serve() as url:
+        conn.send(url)
+        conn.recv()  # until the parent says stop
+
+
+async def run(url: str, jobs: int, concurrency: int) -> float:
+    async with fluxkit.AsyncGenerator("fake", base_url=url, max_concurrency=concurrency) as gen:
+        await gen.generate("warm up", size=(256, 256), steps=1, seed=1)
+        limiter = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with limiter:
+                await gen.generate("a fox", size=(256, 256), steps=1, seed=1)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(jobs)))
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+
+    parent, child = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=serve, args=(args.latency, child), daemon=True)
+    server.start()
+    url = parent.recv()
+    try:
+        wall = asyncio.run(run(url, args.jobs, args.concurrency))
+    finally:
+        parent.send("stop")
+        server.join(timeout=5)
+    ideal = math.ceil(args.jobs / args.concurrency) * args.latency
+    print(f"{args.jobs} jobs, concurrency {args.concurrency}, {args.latency * 1000:.0f} ms each")
+    print(f"wall {wall:.3f} s, ideal {ideal:.3f} s, ratio {wall / ideal:.2f} (target <= 1.15)")
+
+
+if __name__ == "__main__":
+    main()

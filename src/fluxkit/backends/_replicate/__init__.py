@@ -1,0 +1,1 @@
+"""Pure helpers of the Replicate backend: model inputs, prediction progress, file uploads."""
