@@ -77,10 +77,13 @@ def iter_capabilities() -> Iterator[tuple[str, str, Capabilities]]:
             yield backend, model, caps
 
 
-def _supported_by(predicate: Any, exclude: str) -> list[str]:
+def _supported_by(predicate: Any, backend_asked: str, model_asked: str) -> list[str]:
+    """Where a feature would work: other models of this backend, then other backends."""
     found: list[str] = []
     for backend, model, caps in iter_capabilities():
-        if backend != exclude and backend != "fake" and predicate(caps):
+        if backend == "fake" and backend_asked != "fake":
+            continue
+        if (backend, model) != (backend_asked, model_asked) and predicate(caps):
             label = backend if model == "*" else f"{backend}:{model}"
             found.append(label)
     return found
@@ -151,7 +154,7 @@ def check_request(
             feature,
             backend=backend,
             model=model,
-            supported_by=_supported_by(predicate, backend),
+            supported_by=_supported_by(predicate, backend, model),
             field=field,
             value=value,
             allowed=allowed,

@@ -258,6 +258,7 @@ def test_queue_positions_start_and_logs_become_events(
     gen: fluxkit.Generator, emu: FalEmulator
 ) -> None:
     emu.queue_position, emu.script.queue_seconds, emu.script.steps = 3, 0.6, 2
+    emu.script.run_seconds = 0.8
     events: list[Any] = []
     gen.generate("a fox", size=SMALL, on_event=events.append)
 
@@ -321,9 +322,15 @@ async def test_cancelled_task_cancels_the_request_at_fal(emu: FalEmulator) -> No
     assert emu.requests("/cancel$", method="PUT")[0].header("authorization") == "Key test"
 
 
-def test_deadline_cancels_the_request_at_fal(gen: fluxkit.Generator, emu: FalEmulator) -> None:
+def test_deadline_cancels_the_request_at_fal(emu: FalEmulator) -> None:
+    # Over a real port: the in-process transport does not enforce socket timeouts, and the
+    # deadline cuts the open status stream through its socket timeout.
     emu.script.run_seconds = 5.0
-    with pytest.raises(DeadlineExceeded) as caught:
+    with (
+        emu.serve() as url,
+        fluxkit.Generator("fal", api_key="test", base_url=url) as gen,
+        pytest.raises(DeadlineExceeded) as caught,
+    ):
         gen.generate("a fox", size=SMALL, timeout=0.3)
     assert caught.value.cancelled and caught.value.request_id in emu.cancelled
 

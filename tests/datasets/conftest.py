@@ -37,8 +37,13 @@ def _encoded(seed: int, size: tuple[int, int], orientation: int, fmt: str, mode:
         image = image.convert(mode)
     buffer = io.BytesIO()
     if fmt == "JPEG":
-        image.save(buffer, "JPEG", quality=90, exif=gps_exif(orientation).tobytes(),
-                   comment=b"secret comment")
+        image.save(
+            buffer,
+            "JPEG",
+            quality=90,
+            exif=gps_exif(orientation).tobytes(),
+            comment=b"secret comment",
+        )
     else:
         image.save(buffer, fmt)
     return buffer.getvalue()
@@ -49,8 +54,14 @@ def make_photo(tmp_path: Path) -> PhotoFactory:
     folder = tmp_path / "photos"
     folder.mkdir(exist_ok=True)
 
-    def make(name: str, seed: int, size: tuple[int, int] = (1400, 1050), orientation: int = 1,
-             fmt: str = "JPEG", mode: str = "RGB") -> Path:
+    def make(
+        name: str,
+        seed: int,
+        size: tuple[int, int] = (1400, 1050),
+        orientation: int = 1,
+        fmt: str = "JPEG",
+        mode: str = "RGB",
+    ) -> Path:
         path = folder / name
         path.write_bytes(_encoded(seed, size, orientation, fmt, mode))
         return path

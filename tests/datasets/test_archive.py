@@ -25,8 +25,9 @@ def _zip(path: Path, members: dict[str, bytes], *, symlink: str | None = None) -
     return path
 
 
-@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/abs.txt", "C:/win.txt",
-                                  "..\\evil.txt"])
+@pytest.mark.parametrize(
+    "name", ["../evil.txt", "a/../../evil.txt", "/abs.txt", "C:/win.txt", "..\\evil.txt"]
+)
 def test_zip_slip_names_are_refused(tmp_path: Path, name: str) -> None:
     archive = _zip(tmp_path / "a.zip", {name: b"x"})
     with pytest.raises(UnsafeArchiveError, match="zip-slip"):
@@ -64,8 +65,10 @@ def test_lying_header_is_caught_while_reading(tmp_path: Path) -> None:
 
 
 def test_macos_cruft_and_directories_are_skipped(tmp_path: Path) -> None:
-    archive = _zip(tmp_path / "a.zip", {"__MACOSX/._a.jpg": b"x", "dir/": b"", "dir/a.txt": b"hi",
-                                        "._b.jpg": b"x"})
+    archive = _zip(
+        tmp_path / "a.zip",
+        {"__MACOSX/._a.jpg": b"x", "dir/": b"", "dir/a.txt": b"hi", "._b.jpg": b"x"},
+    )
     assert dict(iter_archive(archive)) == {"dir/a.txt": b"hi"}
     assert extract_archive(archive, tmp_path / "out") == [(tmp_path / "out/dir/a.txt").resolve()]
 

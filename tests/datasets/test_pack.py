@@ -37,8 +37,9 @@ def test_fal_zip_is_flat_renamed_captioned_and_metadata_free(photos: Path, tmp_p
     assert report.fixed["EXIF orientation applied"] == 3
 
 
-def test_exif_orientation_is_applied_before_resizing(make_photo: PhotoFactory,
-                                                     tmp_path: Path) -> None:
+def test_exif_orientation_is_applied_before_resizing(
+    make_photo: PhotoFactory, tmp_path: Path
+) -> None:
     for i in range(4):
         make_photo(f"p{i}.jpg", seed=i, size=(2000, 1500), orientation=6)
     report = pack_dataset(tmp_path / "photos", target="fal", trigger="tok", out=tmp_path / "o.zip")
@@ -88,8 +89,9 @@ def test_fewer_than_four_usable_images_is_refused_and_writes_nothing(
     assert list(tmp_path.glob("*.zip")) == [] and list(tmp_path.glob(".o.zip*")) == []
 
 
-def test_too_few_inputs_are_refused_before_reading(make_photo: PhotoFactory,
-                                                   tmp_path: Path) -> None:
+def test_too_few_inputs_are_refused_before_reading(
+    make_photo: PhotoFactory, tmp_path: Path
+) -> None:
     make_photo("only.jpg", seed=1)
     with pytest.raises(DatasetRefusedError, match="only 1 images given"):
         pack_dataset(tmp_path / "photos", target="fal", trigger="tok", out=tmp_path / "o.zip")
@@ -103,15 +105,25 @@ def test_fal_captions_get_the_trigger_inserted_and_the_report_says_so(
     folder = tmp_path / "photos"
     (folder / "p0.txt").write_text("a man on a beach\n", encoding="utf-8")
     (folder / "p1.txt").write_text("\ufeffportrait of [trigger], studio light", encoding="utf-8")
-    report = pack_dataset(folder, target="fal", trigger="ohwx", out=tmp_path / "o.zip",
-                          captions={"p2": "ohwx smiling"})
+    report = pack_dataset(
+        folder,
+        target="fal",
+        trigger="ohwx",
+        out=tmp_path / "o.zip",
+        captions={"p2": "ohwx smiling"},
+    )
     captions = [e.caption for e in report.images]
-    assert captions == ["ohwx, a man on a beach", "portrait of ohwx, studio light",
-                        "ohwx smiling", "photo of ohwx person"]
+    assert captions == [
+        "ohwx, a man on a beach",
+        "portrait of ohwx, studio light",
+        "ohwx smiling",
+        "photo of ohwx person",
+    ]
     assert any("inserted into 1 caption" in n for n in report.notes)
     with pytest.raises(InvalidRequestError, match="captions\\['p0.jpg'\\]"):
-        pack_dataset(folder, target="fal", trigger="ohwx", out=tmp_path / "o2.zip",
-                     trigger_policy="error")
+        pack_dataset(
+            folder, target="fal", trigger="ohwx", out=tmp_path / "o2.zip", trigger_policy="error"
+        )
     assert not (tmp_path / "o2.zip").exists()
 
 
@@ -120,8 +132,16 @@ def test_manifest_records_hashes_not_names(photos: Path, tmp_path: Path) -> None
     manifest = read_manifest(report.output)  # type: ignore[arg-type]
     assert manifest["target"] == "fal" and manifest["trigger"] == "tok"
     first = manifest["images"][0]
-    assert set(first) == {"file", "source_hash", "sha256", "size", "width", "height", "caption",
-                          "issues"}
+    assert set(first) == {
+        "file",
+        "source_hash",
+        "sha256",
+        "size",
+        "width",
+        "height",
+        "caption",
+        "issues",
+    }
     assert "IMG_" not in json.dumps(manifest)
     data = dict(iter_archive(report.output))  # type: ignore[arg-type]
     import hashlib
@@ -154,8 +174,7 @@ def test_kohya_folder_with_dataset_toml(photos: Path, tmp_path: Path) -> None:
     assert min(Image.open(out / "images" / "0001.jpg").size) == 768
 
 
-def test_diffusers_imagefolder_is_square_with_metadata_jsonl(photos: Path,
-                                                            tmp_path: Path) -> None:
+def test_diffusers_imagefolder_is_square_with_metadata_jsonl(photos: Path, tmp_path: Path) -> None:
     out = tmp_path / "diffusers"
     pack_dataset(photos, target="diffusers", trigger="tok", out=out)
     lines = (out / "train" / "metadata.jsonl").read_text().splitlines()
@@ -171,15 +190,22 @@ def test_face_crop_uses_the_locator_or_falls_back_with_a_warning(
     for i in range(4):
         make_photo(f"p{i}.jpg", seed=i, size=(2000, 1000))
     folder = tmp_path / "photos"
-    report = pack_dataset(folder, target="fal", trigger="tok", out=tmp_path / "a.zip",
-                          face_crop=True, face_locator=lambda image: (1700, 400, 200, 200))
+    report = pack_dataset(
+        folder,
+        target="fal",
+        trigger="tok",
+        out=tmp_path / "a.zip",
+        face_crop=True,
+        face_locator=lambda image: (1700, 400, 200, 200),
+    )
     assert {(e.width, e.height) for e in report.images} == {(1000, 1000)}
     assert report.fixed["face-centred square crop"] == 4
     import fluxkit.datasets._pack as pack_module
 
     monkeypatch.setattr(pack_module, "default_face_locator", lambda: None)
-    report = pack_dataset(folder, target="fal", trigger="tok", out=tmp_path / "b.zip",
-                          face_crop=True)
+    report = pack_dataset(
+        folder, target="fal", trigger="tok", out=tmp_path / "b.zip", face_crop=True
+    )
     assert any("fluxkit[faces]" in w for w in report.warnings)
     assert {(e.width, e.height) for e in report.images} == {(1000, 1000)}
 
@@ -201,8 +227,7 @@ def test_modes_are_converted_to_8bit_rgb(make_photo: PhotoFactory, tmp_path: Pat
     assert all(image.mode == "RGB" for image in _zip_images(report.output).values())  # type: ignore[arg-type]
 
 
-def test_heic_without_decoder_is_reported_clearly(make_photo: PhotoFactory,
-                                                  tmp_path: Path) -> None:
+def test_heic_without_decoder_is_reported_clearly(make_photo: PhotoFactory, tmp_path: Path) -> None:
     for i in range(4):
         make_photo(f"p{i}.jpg", seed=i)
     (tmp_path / "photos" / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)
@@ -213,17 +238,23 @@ def test_heic_without_decoder_is_reported_clearly(make_photo: PhotoFactory,
 
 def test_pil_images_and_path_lists_are_accepted(tmp_path: Path) -> None:
     images = [photo_array(i, (1200, 1200)) for i in range(4)]
-    report = pack_dataset(images, target="fal", trigger="tok", out=tmp_path,
-                          captions=["a", "b tok", "c", "d"])
+    report = pack_dataset(
+        images, target="fal", trigger="tok", out=tmp_path, captions=["a", "b tok", "c", "d"]
+    )
     assert report.output == tmp_path / "tok-fal.zip"
     assert [e.caption for e in report.images] == ["tok, a", "b tok", "tok, c", "tok, d"]
 
 
 def test_repacking_an_archive_keeps_captions(photos: Path, tmp_path: Path) -> None:
-    first = pack_dataset(photos, target="fal", trigger="tok", out=tmp_path / "a.zip",
-                         caption="close-up of {trigger}")
-    again = pack_dataset(first.output, target="diffusers", trigger="tok",  # type: ignore[arg-type]
-                         out=tmp_path / "d")
+    first = pack_dataset(
+        photos, target="fal", trigger="tok", out=tmp_path / "a.zip", caption="close-up of {trigger}"
+    )
+    again = pack_dataset(
+        first.output,
+        target="diffusers",
+        trigger="tok",  # type: ignore[arg-type]
+        out=tmp_path / "d",
+    )
     assert len(again.images) == 12
     assert again.images[0].caption == "close-up of tok"
 
@@ -239,8 +270,9 @@ def test_repacking_an_archive_keeps_captions(photos: Path, tmp_path: Path) -> No
         ({"trigger_policy": "maybe"}, "trigger_policy"),
     ],
 )
-def test_bad_arguments_name_the_field(photos: Path, tmp_path: Path, kwargs: dict[str, object],
-                                      field: str) -> None:
+def test_bad_arguments_name_the_field(
+    photos: Path, tmp_path: Path, kwargs: dict[str, object], field: str
+) -> None:
     args: dict[str, object] = {"target": "fal", "trigger": "tok", "out": tmp_path / "o.zip"}
     args.update(kwargs)
     with pytest.raises(InvalidRequestError) as caught:
@@ -260,6 +292,12 @@ def test_existing_output_folder_is_not_clobbered(photos: Path, tmp_path: Path) -
 
 def test_many_images_warn(make_photo: PhotoFactory, tmp_path: Path) -> None:
     images = [photo_array(i, (600, 600)) for i in range(41)]
-    report = pack_dataset(images, target="fal", trigger="tok", out=tmp_path / "o.zip",
-                          near_duplicate_distance=-1, size=512)
+    report = pack_dataset(
+        images,
+        target="fal",
+        trigger="tok",
+        out=tmp_path / "o.zip",
+        near_duplicate_distance=-1,
+        size=512,
+    )
     assert any("more than 40" in w for w in report.warnings)

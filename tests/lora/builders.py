@@ -10,8 +10,15 @@ from safetensors.numpy import save_file
 HIDDEN = 3072
 
 
-def _pair(tensors: dict[str, np.ndarray], module: str, rank: int, width: int, a: str, b: str,
-          dtype: type = np.float16) -> None:
+def _pair(
+    tensors: dict[str, np.ndarray],
+    module: str,
+    rank: int,
+    width: int,
+    a: str,
+    b: str,
+    dtype: type = np.float16,
+) -> None:
     tensors[f"{module}.{a}.weight"] = np.zeros((rank, width), dtype)
     tensors[f"{module}.{b}.weight"] = np.zeros((8, rank), dtype)
 
@@ -20,17 +27,35 @@ def diffusers_lora(path: Path, *, rank: int = 16, metadata: dict[str, str] | Non
     tensors: dict[str, np.ndarray] = {}
     for i in range(2):
         for module in ("attn.to_q", "attn.to_k", "attn.to_v", "proj_mlp", "proj_out"):
-            _pair(tensors, f"transformer.single_transformer_blocks.{i}.{module}", rank, HIDDEN,
-                  "lora_A", "lora_B")
+            _pair(
+                tensors,
+                f"transformer.single_transformer_blocks.{i}.{module}",
+                rank,
+                HIDDEN,
+                "lora_A",
+                "lora_B",
+            )
         for module in ("attn.to_q", "attn.add_q_proj", "ff.net.0.proj", "ff_context.net.2"):
-            _pair(tensors, f"transformer.transformer_blocks.{i}.{module}", rank, HIDDEN,
-                  "lora_A", "lora_B")
+            _pair(
+                tensors,
+                f"transformer.transformer_blocks.{i}.{module}",
+                rank,
+                HIDDEN,
+                "lora_A",
+                "lora_B",
+            )
     save_file(tensors, str(path), metadata=metadata or {"format": "pt"})
     return path
 
 
-def kohya_lora(path: Path, *, rank: int = 8, alpha: float = 1.0, te: bool = False,
-               metadata: dict[str, str] | None = None) -> Path:
+def kohya_lora(
+    path: Path,
+    *,
+    rank: int = 8,
+    alpha: float = 1.0,
+    te: bool = False,
+    metadata: dict[str, str] | None = None,
+) -> Path:
     tensors: dict[str, np.ndarray] = {}
     modules = [f"lora_unet_single_blocks_{i}_linear1" for i in range(3)]
     modules += [f"lora_unet_double_blocks_{i}_img_attn_qkv" for i in range(2)]
@@ -42,9 +67,12 @@ def kohya_lora(path: Path, *, rank: int = 8, alpha: float = 1.0, te: bool = Fals
         _pair(tensors, module, rank, width, "lora_down", "lora_up")
         tensors[f"{module}.alpha"] = np.array(alpha, dtype=np.float32)
     meta = {
-        "ss_network_module": "networks.lora_flux", "ss_network_dim": str(rank),
-        "ss_network_alpha": str(alpha), "ss_base_model_version": "flux1",
-        "modelspec.architecture": "flux-1-dev/lora", "ss_max_train_steps": "1200",
+        "ss_network_module": "networks.lora_flux",
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": str(alpha),
+        "ss_base_model_version": "flux1",
+        "modelspec.architecture": "flux-1-dev/lora",
+        "ss_max_train_steps": "1200",
         "ss_tag_frequency": '{"1_ohwx man": {"ohwx": 20, "man": 7}}',
     }
     save_file(tensors, str(path), metadata={**meta, **(metadata or {})})

@@ -20,8 +20,9 @@ def test_lora_inspect_json(diffusers_file: Path, capsys: pytest.CaptureFixture[s
     assert data["layout"] == "diffusers" and data["ranks"] == [16]
 
 
-def test_lora_inspect_refuses_pickle_with_exit_2(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_lora_inspect_refuses_pickle_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "x.ckpt"
     path.write_bytes(b"\x80\x04")
     assert main(["lora", "inspect", str(path)]) == 2

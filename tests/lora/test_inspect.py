@@ -125,8 +125,9 @@ def test_malformed_files_name_the_problem(tmp_path: Path, payload: bytes, reason
 
 
 def test_tensor_pointing_past_the_end_is_refused(tmp_path: Path) -> None:
-    header = json.dumps({"a.lora_A.weight": {"dtype": "F16", "shape": [2, 2],
-                                             "data_offsets": [0, 999]}}).encode()
+    header = json.dumps(
+        {"a.lora_A.weight": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 999]}}
+    ).encode()
     path = tmp_path / "short.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + b"\x00" * 8)
     with pytest.raises(InvalidRequestError, match="past the end"):
@@ -146,7 +147,10 @@ def test_missing_file_and_unknown_layout(tmp_path: Path) -> None:
 
 
 def test_detect_layout_precedence_matches_diffusers() -> None:
-    assert detect_layout(["lora_transformer_single_transformer_blocks_0_attn_to_k.lora_down.weight"]) == "kohya"
+    assert (
+        detect_layout(["lora_transformer_single_transformer_blocks_0_attn_to_k.lora_down.weight"])
+        == "kohya"
+    )
     assert detect_layout(["double_blocks.0.processor.qkv_lora1.down.weight"]) == "xlabs"
     assert detect_layout(["base_model.model.double_blocks.0.img_mod.lin.lora_A.weight"]) == "bfl"
     assert detect_layout(["transformer.x_embedder.lora_A.weight"]) == "diffusers"

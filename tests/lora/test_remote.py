@@ -27,8 +27,9 @@ def hub(tmp_path: Path) -> HubEmulator:
 
 
 def test_hf_reference_reads_the_header_with_range_requests(hub: HubEmulator) -> None:
-    info = inspect_lora("hf://me/public-lora/tok.safetensors", transport=hub.transport(),
-                        endpoint=hub.base_url)
+    info = inspect_lora(
+        "hf://me/public-lora/tok.safetensors", transport=hub.transport(), endpoint=hub.base_url
+    )
     assert info.layout == "kohya" and info.base_model == "flux-dev" and info.ranks == (8,)
     assert info.source == "hf://me/public-lora/tok.safetensors"
     size = len(hub.repos["me/public-lora"].files["tok.safetensors"].data)
@@ -50,26 +51,38 @@ def test_ambiguous_repo_asks_for_a_file(hub: HubEmulator) -> None:
 
 def test_private_repo_needs_a_valid_token(hub: HubEmulator) -> None:
     with pytest.raises((AuthenticationError, ProviderRejectedError)):
-        inspect_lora("hf://me/secret/tok.safetensors", transport=hub.transport(),
-                     endpoint=hub.base_url)
+        inspect_lora(
+            "hf://me/secret/tok.safetensors", transport=hub.transport(), endpoint=hub.base_url
+        )
     with pytest.raises(AuthenticationError) as caught:
-        inspect_lora("hf://me/secret/tok.safetensors", token="hf_wrong",
-                     transport=hub.transport(), endpoint=hub.base_url)
+        inspect_lora(
+            "hf://me/secret/tok.safetensors",
+            token="hf_wrong",
+            transport=hub.transport(),
+            endpoint=hub.base_url,
+        )
     assert "hf_wrong" not in str(caught.value) and "hf_wrong" not in repr(caught.value)
-    info = inspect_lora("hf://me/secret/tok.safetensors", token="hf_test",
-                        transport=hub.transport(), endpoint=hub.base_url)
+    info = inspect_lora(
+        "hf://me/secret/tok.safetensors",
+        token="hf_test",
+        transport=hub.transport(),
+        endpoint=hub.base_url,
+    )
     assert info.is_flux
 
 
 def test_missing_file_is_a_provider_rejection(hub: HubEmulator) -> None:
     with pytest.raises(ProviderRejectedError, match="not found"):
-        inspect_lora("hf://me/public-lora/nope.safetensors", transport=hub.transport(),
-                     endpoint=hub.base_url)
+        inspect_lora(
+            "hf://me/public-lora/nope.safetensors", transport=hub.transport(), endpoint=hub.base_url
+        )
 
 
-def test_hf_token_comes_from_the_environment(hub: HubEmulator,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_token_comes_from_the_environment(
+    hub: HubEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_test")
-    info = inspect_lora("hf://me/secret/tok.safetensors", transport=hub.transport(),
-                        endpoint=hub.base_url)
+    info = inspect_lora(
+        "hf://me/secret/tok.safetensors", transport=hub.transport(), endpoint=hub.base_url
+    )
     assert info.layout == "kohya"

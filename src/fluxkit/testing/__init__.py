@@ -26,6 +26,7 @@ from fluxkit.testing._emulator import (
 from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
 from fluxkit.testing.fake import FakeProviderEmulator
+from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
 __all__ = [
     "Defer",
@@ -37,6 +38,8 @@ __all__ = [
     "FakeProviderEmulator",
     "Failure",
     "Script",
+    "TogetherEmulator",
+    "TogetherModel",
     "render_fake_image",
     "route",
 ]

@@ -244,18 +244,36 @@ class Emulator:
                 and (method is None or r.method == method.upper())
             ]
 
-    def resolve(self, request: EmuRequest) -> tuple[int, dict[str, str], bytes]:
-        """Answer ``request`` synchronously, sleeping through deferrals (server threads)."""
+    def resolve(
+        self, request: EmuRequest, *, timeout: float | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Answer ``request`` synchronously, sleeping through deferrals (server threads).
+
+        Raises:
+            TimeoutError: the deferrals would outlast the client's read ``timeout``.
+        """
         answer = self.handle(request)
+        waited = 0.0
         while isinstance(answer, Defer):
+            if timeout is not None and waited + answer.seconds > timeout:
+                time.sleep(max(0.0, timeout - waited))
+                raise TimeoutError("emulated read timeout")
             time.sleep(answer.seconds)
+            waited += answer.seconds
             answer = answer.resume()
         return answer.encoded()
 
-    async def aresolve(self, request: EmuRequest) -> tuple[int, dict[str, str], bytes]:
+    async def aresolve(
+        self, request: EmuRequest, *, timeout: float | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         answer = self.handle(request)
+        waited = 0.0
         while isinstance(answer, Defer):
+            if timeout is not None and waited + answer.seconds > timeout:
+                await anyio.sleep(max(0.0, timeout - waited))
+                raise TimeoutError("emulated read timeout")
             await anyio.sleep(answer.seconds)
+            waited += answer.seconds
             answer = answer.resume()
         return answer.encoded()
 
@@ -269,7 +287,10 @@ class Emulator:
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         """Run on a real loopback port; yields the base URL (``http://127.0.0.1:PORT``)."""
         server = _Server((host, port), _handler_class(self))
-        thread = threading.Thread(target=server.serve_forever, name="fluxkit-emulator", daemon=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fluxkit-emulator",
+            daemon=True,
+        )
         thread.start()
         try:
             yield f"http://{host}:{server.server_address[1]}"
@@ -314,6 +335,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (deadline, cancelled task) is normal here, not a server error.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_class(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
