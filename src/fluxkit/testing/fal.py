@@ -402,7 +402,7 @@ class FalEmulator(Emulator):
         if job is None or job.app != app:
             return EmuResponse(404, json={"status": "NOT_FOUND"})
         state = job.state(now)
-        if state in ("completed", "failed"):
+        if state in ("completed", "failed", "cancelled"):  # a cancelled request is COMPLETED too
             return EmuResponse(400, json={"status": "ALREADY_COMPLETED"})
         if state == "queued" or (state == "running" and self.cancel_running):
             job.cancelled_at = now
