@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import io
 import multiprocessing
+import os
 import statistics
 import time
 from multiprocessing.connection import Connection
@@ -32,16 +33,30 @@ from fluxkit.testing.fal import FalEmulator
 _SIZE = {"width": 256, "height": 256}
 
 
+def _no_nagle() -> None:
+    """Work around the emulator server's two writes per answer (headers, then body).
+
+    With Nagle's algorithm on, the body waits for the client's delayed ACK: 40 ms per answer on
+    Linux. Real servers answer in one write or set TCP_NODELAY; so does this benchmark's.
+    """
+    import http.server
+
+    http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True
+
+
 def serve(latency: float, conn: Connection) -> None:
-    """The emulator process: serve until the parent says stop."""
+    """The emulator process: serve until the parent says stop, then report its CPU time."""
+    _no_nagle()
     emulator = FalEmulator(api_key="bench")
     emulator.script.run_seconds = latency
     with emulator.serve() as url:
         conn.send(url)
-        conn.recv()
+        while conn.recv() != "stop":
+            conn.send(time.process_time())
+        conn.send(time.process_time())
 
 
-async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> float:
+async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, float]:
     async with fluxkit.AsyncGenerator(
         "fal", api_key="bench", base_url=url, max_concurrency=concurrency
     ) as gen:
@@ -54,12 +69,12 @@ async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> float:
             async with limiter:
                 await gen.generate("a fox", size=(256, 256), seed=7)
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one() for _ in range(jobs)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
-async def fal_client_fanout(url: str, jobs: int, concurrency: int) -> float:
+async def fal_client_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, float]:
     import fal_client
     import fal_client.client as fal_module
 
@@ -80,9 +95,9 @@ async def fal_client_fanout(url: str, jobs: int, concurrency: int) -> float:
             async with limiter:
                 await job()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one() for _ in range(jobs)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def fanout(jobs: int, concurrency: int, latency: float) -> None:
@@ -90,23 +105,36 @@ def fanout(jobs: int, concurrency: int, latency: float) -> None:
     server = multiprocessing.Process(target=serve, args=(latency, child), daemon=True)
     server.start()
     url = parent.recv()
+    results = {}
     try:
-        ours = asyncio.run(fluxkit_fanout(url, jobs, concurrency))
-        theirs = asyncio.run(fal_client_fanout(url, jobs, concurrency))
+        for name, run in (
+            ("fluxkit AsyncGenerator", fluxkit_fanout),
+            ("fal_client subscribe", fal_client_fanout),
+        ):
+            parent.send("cpu")
+            server_cpu = parent.recv()
+            wall, client_cpu = asyncio.run(run(url, jobs, concurrency))
+            parent.send("cpu")
+            results[name] = (wall, client_cpu, parent.recv() - server_cpu)
     finally:
         parent.send("stop")
+        parent.recv()
         server.join(timeout=5)
     ideal = jobs / concurrency * latency
     print(
-        f"[1] {jobs} jobs x {latency * 1000:.0f} ms, concurrency {concurrency}: ideal {ideal:.3f} s"
+        f"[1] {jobs} jobs x {latency * 1000:.0f} ms, concurrency {concurrency}: "
+        f"ideal {ideal:.3f} s (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
-    print(
-        f"    fluxkit AsyncGenerator   wall {ours:.3f} s  ratio {ours / ideal:.2f} (target <= 1.15)"
-    )
-    print(f"    fal_client subscribe     wall {theirs:.3f} s  ratio {theirs / ideal:.2f}")
+    for name, (wall, client_cpu, server_cpu) in results.items():
+        print(
+            f"    {name:<24} wall {wall:.3f} s  ratio {wall / ideal:.2f}  "
+            f"CPU/job client {client_cpu / jobs * 1000:.2f} ms, emulator {server_cpu / jobs * 1000:.2f} ms"
+        )
+    print("    target: fluxkit ratio <= 1.15")
 
 
 def pickup(samples: int = 30, run_seconds: float = 0.2) -> None:
+    _no_nagle()
     emulator = FalEmulator(api_key="bench")
     emulator.script.run_seconds = run_seconds
     with emulator.serve() as url:

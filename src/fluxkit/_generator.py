@@ -1,8 +1,8 @@
 """The façade: ``Generator`` (sync) and ``AsyncGenerator`` (async), one behaviour.
 
-Everything that is not I/O lives in :class:`_GeneratorCore`: building and checking the request,
-fixing seeds, splitting ``n`` into provider calls, assembling the result. The two subclasses only
-decide how calls run — threads and ``httpx.Client`` for sync (no event loop, so it works inside
+Everything that is not I/O lives in ``_planning`` (building and checking the request, fixing
+seeds, splitting ``n`` into provider calls, assembling the result). The two classes only decide
+how calls run — threads and ``httpx.Client`` for sync (no event loop, so it works inside
 Jupyter's), tasks and ``httpx.AsyncClient`` for async.
 """
 
@@ -10,29 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import httpx
 
-from fluxkit._capabilities import Capabilities, ValidateMode, check_request, coerce_params
-from fluxkit._core import HttpRequest, RetryPolicy, send
-from fluxkit._core._media import decode_data_uri, sniff_format
+from fluxkit._capabilities import Capabilities, ValidateMode
+from fluxkit._core import RetryPolicy
 from fluxkit._drivers import Deadline, FlowContext, FlowOutcome, arun_flow, run_flow
 from fluxkit._events import Completed, Event
 from fluxkit._exceptions import InvalidRequestError, JobCancelledError
-from fluxkit._results import GeneratedImage, GenerationResult, Timings
-from fluxkit._types import GenerationRequest, ImageLike, LoRA, OutputFormat, SizePreset
-from fluxkit._version import __version__
-from fluxkit._warnings import ContentFlagged
+from fluxkit._local import local_outcome, run_local
+from fluxkit._planning import (
+    GenerationParams,
+    Plan,
+    assemble_result,
+    call_flow,
+    fetch_flow,
+    plan_generation,
+)
+from fluxkit._results import GenerationResult
+from fluxkit._types import GenerationRequest
 from fluxkit.backends import get_backend_class
 from fluxkit.backends._base import Call, CallOutput, CancelToken, HttpBackend, LocalBackend
 
@@ -40,8 +45,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = ["AsyncGenerator", "GenerationParams", "Generator"]
-
-MAX_SEED = 2**32 - 1
 
 
 class _NotGiven:
@@ -53,40 +56,6 @@ NOT_GIVEN: Any = _NotGiven()
 """``timeout=NOT_GIVEN`` uses the generator's default; ``timeout=None`` waits forever."""
 
 EventHandler = Callable[[Event], None]
-
-
-class GenerationParams(TypedDict, total=False):
-    """Keyword arguments of ``generate()``/``stream()``; see :class:`GenerationRequest`."""
-
-    size: SizePreset | tuple[int, int]
-    width: int
-    height: int
-    steps: int
-    num_inference_steps: int
-    guidance: float
-    guidance_scale: float
-    seed: int | None
-    n: int
-    loras: Sequence[LoRA | str | tuple[str, float]]
-    image: ImageLike
-    strength: float
-    reference_image: ImageLike
-    reference_strength: float
-    output_format: OutputFormat
-    model: str
-    extra: dict[str, Any]
-
-
-_ALIASES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}
-
-
-@dataclass
-class _Plan:
-    request: GenerationRequest
-    model: str
-    caps: Capabilities
-    calls: list[Call]
-    warnings: list[Warning] = field(default_factory=list)
 
 
 class _GeneratorCore:
@@ -144,107 +113,8 @@ class _GeneratorCore:
 
     # -- planning (pure) ---------------------------------------------------------------------
 
-    def _plan(
-        self, prompt: str | GenerationRequest, params: dict[str, Any], validate: ValidateMode | None
-    ) -> _Plan:
-        mode = validate or self._validate
-        warnings: list[Warning] = []
-        if isinstance(prompt, GenerationRequest):
-            request = prompt.replace(**params) if params else prompt
-        else:
-            for alias, name in _ALIASES.items():
-                if alias in params and name in params:
-                    raise InvalidRequestError(
-                        alias, params[alias], f"either {alias}= or {name}=", reason="both given"
-                    )
-            if mode == "coerce":
-                params, coerced = coerce_params(params)
-                warnings.extend(coerced)
-            request = GenerationRequest(prompt=prompt, **params)
-        model = self._backend.resolve_model(request)
-        caps = self._backend.capabilities(model)
-        request, coerced_by_caps = check_request(
-            request, caps, backend=self.backend, model=model, mode=mode
-        )
-        warnings.extend(coerced_by_caps)
-        if request.seed is None:
-            request = request.replace(seed=secrets.randbelow(MAX_SEED + 1))
-        assert request.seed is not None
-        seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.n)]
-        per_call = caps.max_images_per_call if caps.seeds_per_image else 1
-        calls = [
-            Call(request.replace(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
-            for index, chunk in enumerate(
-                seeds[start : start + per_call] for start in range(0, len(seeds), per_call)
-            )
-        ]
-        return _Plan(request, model, caps, calls, warnings)
-
-    def _record(self, plan: _Plan, seed: int | None, request_id: str | None) -> dict[str, Any]:
-        request = plan.request
-        return {
-            "prompt": request.prompt,
-            "backend": self.backend,
-            "model": plan.model,
-            "seed": seed,
-            "width": request.width,
-            "height": request.height,
-            "steps": request.steps,
-            "guidance": request.guidance,
-            "loras": [{"source": lora.source, "scale": lora.scale} for lora in request.loras],
-            "strength": request.effective_strength,
-            "request_id": request_id,
-            "fluxkit_version": __version__,
-        }
-
-    def _assemble(
-        self,
-        plan: _Plan,
-        outcomes: list[FlowOutcome[CallOutput]],
-        total: float,
-        fetch: Callable[[str], bytes] | None,
-    ) -> GenerationResult:
-        images: list[GeneratedImage] = []
-        warnings = list(plan.warnings)
-        request_ids: list[str] = []
-        for outcome in outcomes:
-            output = outcome.value
-            request_id = output.request_id or outcome.request_id
-            if request_id:
-                request_ids.append(request_id)
-            warnings.extend(output.warnings)
-            for image in output.images:
-                if image.nsfw:
-                    warnings.append(ContentFlagged(len(images), self.backend))
-                fmt = sniff_format(image.data) if image.data else None
-                images.append(
-                    GeneratedImage(
-                        seed=image.seed,
-                        width=image.width,
-                        height=image.height,
-                        format=fmt or image.format,
-                        url=image.url,
-                        record=self._record(plan, image.seed, request_id),
-                        _data=image.data,
-                        _fetch=fetch,
-                    )
-                )
-        queued = [o.value.queued_seconds or o.queued_seconds for o in outcomes]
-        running = [o.value.running_seconds or o.running_seconds for o in outcomes]
-        timings = Timings(
-            queued=max((q for q in queued if q is not None), default=None),
-            running=max((r for r in running if r is not None), default=None),
-            total=total,
-        )
-        return GenerationResult(
-            images=tuple(images),
-            request=plan.request,
-            backend=self.backend,
-            model=plan.model,
-            request_ids=tuple(request_ids),
-            timings=timings,
-            warnings=tuple(warnings),
-        )
+    def _deadline(self, timeout: float | None) -> Deadline | None:
+        return Deadline.after(self._timeout if timeout is NOT_GIVEN else timeout)
 
     def _context(
         self,
@@ -254,54 +124,6 @@ class _GeneratorCore:
         cancel_event: threading.Event | None = None,
     ) -> FlowContext:
         return FlowContext(self.backend, self._policy, deadline, on_event, call.index, cancel_event)
-
-    def _call_flow(self, call: Call) -> Any:
-        assert isinstance(self._backend, HttpBackend)
-        output: CallOutput = yield from self._backend.flow(call)
-        if self._download:
-            # Fetched now, inside the deadline: provider URLs expire and the user paid for these.
-            for image in output.images:
-                if image.data is None and image.url:
-                    image.data = yield from _download(image.url)
-        return output
-
-
-def _download(url: str) -> Any:
-    if url.startswith("data:"):
-        return decode_data_uri(url)[0]
-    response = yield from send(HttpRequest("GET", url, retry="idempotent"))
-    return response.content
-
-
-def _single_fetch_flow(url: str) -> Any:
-    return (yield from _download(url))
-
-
-_DEVICE_LOCKS: dict[str, threading.Lock] = {}
-_DEVICE_LOCKS_GUARD = threading.Lock()
-
-
-def _device_lock(key: str) -> threading.Lock:
-    """One lock per device, process-wide: a GPU runs one job at a time, sync or async."""
-    with _DEVICE_LOCKS_GUARD:
-        return _DEVICE_LOCKS.setdefault(key, threading.Lock())
-
-
-def _run_local(
-    backend: LocalBackend, call: Call, emit: EventHandler, token: CancelToken
-) -> CallOutput:
-    with _device_lock(backend.device_key):
-        token.raise_if_cancelled(backend.name)
-        return backend.run(call, emit, token)
-
-
-def _local_outcome(output: CallOutput, started: float) -> FlowOutcome[CallOutput]:
-    return FlowOutcome(
-        output,
-        output.request_id,
-        output.queued_seconds,
-        output.running_seconds or time.monotonic() - started,
-    )
 
 
 def _emitter(on_event: EventHandler | None) -> EventHandler:
@@ -400,7 +222,7 @@ class Generator(_GeneratorCore):
             ProviderError: the provider refused or failed (see the error tree).
             DeadlineExceeded: ``timeout`` passed; the job was cancelled at the provider.
         """
-        plan = self._plan(prompt, dict(params), validate)
+        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
         return self._execute(plan, self._deadline(timeout), on_event, None)
 
     def stream(
@@ -427,13 +249,10 @@ class Generator(_GeneratorCore):
                     image = event.result.images[0]
             ```
         """
-        plan = self._plan(prompt, dict(params), validate)
+        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
         return self._stream(plan, self._deadline(timeout))
 
-    def _deadline(self, timeout: float | None) -> Deadline | None:
-        return Deadline.after(self._timeout if timeout is NOT_GIVEN else timeout)
-
-    def _stream(self, plan: _Plan, deadline: Deadline | None) -> Iterator[Event]:
+    def _stream(self, plan: Plan, deadline: Deadline | None) -> Iterator[Event]:
         events: queue.Queue[Any] = queue.Queue()
         cancel = threading.Event()
         done = object()
@@ -458,7 +277,7 @@ class Generator(_GeneratorCore):
 
     def _execute(
         self,
-        plan: _Plan,
+        plan: Plan,
         deadline: Deadline | None,
         on_event: EventHandler | None,
         cancel: threading.Event | None,
@@ -470,7 +289,9 @@ class Generator(_GeneratorCore):
             outcomes = [self._run_call(call, deadline, on_event, cancel) for call in calls]
         else:
             outcomes = self._run_concurrently(calls, deadline, on_event, cancel)
-        result = self._assemble(plan, outcomes, time.monotonic() - started, self._fetch)
+        result = assemble_result(
+            plan, self.backend, outcomes, time.monotonic() - started, self._fetch
+        )
         if on_event is not None:
             on_event(Completed(result))
         return result
@@ -505,14 +326,16 @@ class Generator(_GeneratorCore):
         if isinstance(backend, LocalBackend):
             token = CancelToken(deadline.at if deadline else None, linked=cancel)
             started = time.monotonic()
-            return _local_outcome(_run_local(backend, call, _emitter(on_event), token), started)
+            return local_outcome(run_local(backend, call, _emitter(on_event), token), started)
         ctx = self._context(call, deadline, on_event, cancel)
-        outcome: FlowOutcome[CallOutput] = run_flow(self._call_flow(call), self._client, ctx)
+        outcome: FlowOutcome[CallOutput] = run_flow(
+            call_flow(backend, call, download=self._download), self._client, ctx
+        )
         return outcome
 
     def _fetch(self, url: str) -> bytes:
         ctx = FlowContext(self.backend, self._policy, Deadline.after(self._timeout))
-        data: bytes = run_flow(_single_fetch_flow(url), self._client, ctx).value
+        data: bytes = run_flow(fetch_flow(url), self._client, ctx).value
         return data
 
     def close(self) -> None:
@@ -609,7 +432,7 @@ class AsyncGenerator(_GeneratorCore):
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
         """Generate images; see :meth:`Generator.generate`."""
-        plan = self._plan(prompt, dict(params), validate)
+        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
         return await self._execute(plan, self._deadline(timeout), on_event)
 
     def stream(
@@ -622,14 +445,11 @@ class AsyncGenerator(_GeneratorCore):
         **params: Unpack[GenerationParams],
     ) -> AsyncIterator[Event]:
         """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`."""
-        plan = self._plan(prompt, dict(params), validate)
+        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
         return _AsyncEventStream(self, plan, self._deadline(timeout))
 
-    def _deadline(self, timeout: float | None) -> Deadline | None:
-        return Deadline.after(self._timeout if timeout is NOT_GIVEN else timeout)
-
     async def _execute(
-        self, plan: _Plan, deadline: Deadline | None, on_event: EventHandler | None
+        self, plan: Plan, deadline: Deadline | None, on_event: EventHandler | None
     ) -> GenerationResult:
         started = time.monotonic()
         outcomes: list[FlowOutcome[CallOutput] | None] = [None] * len(plan.calls)
@@ -649,7 +469,7 @@ class AsyncGenerator(_GeneratorCore):
             except BaseExceptionGroup as group_error:
                 raise _first_error(group_error) from None
         done = [outcome for outcome in outcomes if outcome is not None]
-        result = self._assemble(plan, done, time.monotonic() - started, None)
+        result = assemble_result(plan, self.backend, done, time.monotonic() - started, None)
         if on_event is not None:
             on_event(Completed(result))
         return result
@@ -661,7 +481,9 @@ class AsyncGenerator(_GeneratorCore):
         if isinstance(backend, LocalBackend):
             return await self._run_local(backend, call, deadline, on_event)
         ctx = self._context(call, deadline, on_event)
-        outcome: FlowOutcome[CallOutput] = await arun_flow(self._call_flow(call), self._client, ctx)
+        outcome: FlowOutcome[CallOutput] = await arun_flow(
+            call_flow(backend, call, download=self._download), self._client, ctx
+        )
         return outcome
 
     async def _run_local(
@@ -682,12 +504,12 @@ class AsyncGenerator(_GeneratorCore):
         started = time.monotonic()
         try:
             output = await anyio.to_thread.run_sync(
-                _run_local, backend, call, emit, token, limiter=limiter, abandon_on_cancel=True
+                run_local, backend, call, emit, token, limiter=limiter, abandon_on_cancel=True
             )
         except anyio.get_cancelled_exc_class():
             token.cancel("cancelled")  # the pipeline stops at its next step
             raise
-        return _local_outcome(output, started)
+        return local_outcome(output, started)
 
     async def aclose(self) -> None:
         """Close the HTTP client (if this generator made it) and release the backend."""
@@ -722,7 +544,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 class _AsyncEventStream:
     """Async iterator over a generation's events; closing it early cancels the job."""
 
-    def __init__(self, owner: AsyncGenerator, plan: _Plan, deadline: Deadline | None) -> None:
+    def __init__(self, owner: AsyncGenerator, plan: Plan, deadline: Deadline | None) -> None:
         self._owner, self._plan, self._deadline = owner, plan, deadline
         self._queue: asyncio.Queue[Any] | None = None
         self._task: asyncio.Task[GenerationResult] | None = None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import stat
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -80,10 +82,20 @@ def test_not_a_zip_is_a_clear_error(tmp_path: Path) -> None:
         list(iter_archive(path))
 
 
-def test_decompression_bomb_images_are_refused() -> None:
+def _png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` (what a bomb looks like)."""
     buffer = io.BytesIO()
-    Image.new("L", (20000, 20000)).save(buffer, "PNG")  # 400 MP of zeros: a few hundred KB
-    with pytest.raises(DecodeError, match="pixel limit|decompression-bomb"):
-        decode(buffer.getvalue(), max_pixels=256_000_000)
-    with pytest.raises(DecodeError):
-        decode(buffer.getvalue(), max_pixels=10**12)  # Pillow's own guard still applies
+    Image.new("L", (1, 1)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_decompression_bomb_images_are_refused() -> None:
+    with pytest.raises(DecodeError, match="decompression-bomb"):
+        decode(_png_claiming(20000, 20000), max_pixels=10**12)  # Pillow's guard is on
+    with pytest.raises(DecodeError, match="decompression-bomb"):
+        decode(_png_claiming(12000, 10000), max_pixels=10**12)  # its warning counts too
+    with pytest.raises(DecodeError, match="pixel limit"):
+        decode(_png_claiming(2000, 2000), max_pixels=1_000_000)  # and fluxkit's own limit

@@ -215,7 +215,7 @@ def test_modes_are_converted_to_8bit_rgb(make_photo: PhotoFactory, tmp_path: Pat
     make_photo("gray.png", seed=2, fmt="PNG", mode="L")
     make_photo("cmyk.jpg", seed=3, mode="CMYK")
     deep = photo_array(4, (1400, 1050)).convert("L")
-    Image.fromarray((__import__("numpy").asarray(deep).astype("uint16") * 257)).save(
+    Image.fromarray(__import__("numpy").asarray(deep).astype("uint16") * 257).save(
         tmp_path / "photos" / "deep.png"
     )
     report = pack_dataset(tmp_path / "photos", target="fal", trigger="tok", out=tmp_path / "o.zip")

@@ -86,7 +86,7 @@ def test_reads_only_the_header(kohya_file: Path, monkeypatch: pytest.MonkeyPatch
     header_end = 8 + struct.unpack("<Q", kohya_file.read_bytes()[:8])[0]
     # One read at offset 0 (capped by the file), then only the tiny F32 alpha block.
     assert reads[0][0] == 0
-    alpha_reads = [r for r in reads[1:]]
+    alpha_reads = list(reads[1:])
     assert all(length <= 64 for _, length in alpha_reads)
     assert all(start >= header_end for start, _ in alpha_reads)
 

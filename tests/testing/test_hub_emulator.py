@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("huggingface_hub")
 
-from huggingface_hub import CommitOperationAdd, HfApi  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
-from fluxkit.testing.hub import HubEmulator, hub_client_settings  # noqa: E402
+from fluxkit.testing.hub import HubEmulator, hub_client_settings
 
 
 @pytest.fixture

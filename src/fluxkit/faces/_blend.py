@@ -78,16 +78,20 @@ def match_colour(
     cv2: Any = require_cv2()
     if strength <= 0 or int(inner.sum()) < 16:
         return source
-    src = cv2.cvtColor(source.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
-    dst = cv2.cvtColor(target.astype(np.float32) / 255.0, cv2.COLOR_BGR2LAB)
-    src_px, dst_px = src[inner], dst[inner]
-    src_mean, dst_mean = src_px.mean(axis=0), dst_px.mean(axis=0)
+    # 8-bit LAB (OpenCV's lookup-table path) is ~4x faster than float and precise enough here:
+    # the transfer is one affine map per channel, applied with cv2.transform in a single pass.
+    src, dst = cv2.cvtColor(source, cv2.COLOR_BGR2LAB), cv2.cvtColor(target, cv2.COLOR_BGR2LAB)
+    where = inner.astype(np.uint8)
+    src_mean, src_std = (v.ravel() for v in cv2.meanStdDev(src, mask=where))
+    dst_mean, dst_std = (v.ravel() for v in cv2.meanStdDev(dst, mask=where))
     # A nearly flat channel (a grey painting, a blown-out photo) must not explode the spread.
-    ratio = np.clip(dst_px.std(axis=0) / (src_px.std(axis=0) + 1e-3), 0.4, 2.5)
-    matched = (src - src_mean) * ratio + dst_mean
-    out = src + np.float32(strength) * (matched - src)
-    bgr = cv2.cvtColor(out.astype(np.float32), cv2.COLOR_LAB2BGR)
-    return np.clip(bgr * 255.0 + 0.5, 0, 255).astype(np.uint8)  # type: ignore[no-any-return]
+    ratio = np.clip(dst_std / (src_std + 0.5), 0.4, 2.5)
+    gain = 1.0 - strength + strength * ratio
+    offset = strength * (dst_mean - src_mean * ratio)
+    affine = np.zeros((3, 4))
+    affine[np.arange(3), np.arange(3)] = gain
+    affine[:, 3] = offset
+    return cv2.cvtColor(cv2.transform(src, affine), cv2.COLOR_LAB2BGR)  # type: ignore[no-any-return]
 
 
 def blend(method: Blend, face: Pixels, target: Pixels, masks: FaceMasks) -> tuple[Pixels, Floats]:
@@ -96,9 +100,8 @@ def blend(method: Blend, face: Pixels, target: Pixels, masks: FaceMasks) -> tupl
     background = target[y0:y1, x0:x1]
     out = target.copy()
     if method == "alpha":
-        a = masks.alpha[..., None]
-        mixed = face.astype(np.float32) * a + background.astype(np.float32) * (1.0 - a)
-        out[y0:y1, x0:x1] = (mixed + 0.5).astype(np.uint8)
+        cv2: Any = require_cv2()
+        out[y0:y1, x0:x1] = cv2.blendLinear(face, background, masks.alpha, 1.0 - masks.alpha)
         return out, masks.alpha
     if method == "laplacian":
         out[y0:y1, x0:x1] = _laplacian(face, background, masks.alpha)

@@ -44,7 +44,7 @@ class HaarDetector:
     confident = 2.5
 
     def __init__(
-        self, *, min_confidence: float = 0.0, scale_factor: float = 1.1, min_neighbors: int = 4
+        self, *, min_confidence: float = 0.0, scale_factor: float = 1.15, min_neighbors: int = 4
     ) -> None:
         self.min_confidence = min_confidence
         self.scale_factor = scale_factor

@@ -348,6 +348,7 @@ class _Server(ThreadingHTTPServer):
 def _handler_class(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real providers
+        disable_nagle_algorithm = True  # headers and body go out as two writes
 
         def _serve(self) -> None:
             length = int(self.headers.get("content-length") or 0)

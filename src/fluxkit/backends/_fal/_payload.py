@@ -103,6 +103,8 @@ def fal_input(
         body["num_inference_steps"] = request.steps
         if request.guidance is not None:
             body["guidance_scale"] = request.guidance
+    elif request.guidance is not None:
+        warnings.append(ProviderNotice(f"{endpoint} has no guidance: guidance was not sent"))
     if request.loras:
         body["loras"] = [{"path": lora_path(lora), "scale": lora.scale} for lora in request.loras]
     if image_url is not None:

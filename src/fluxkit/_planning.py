@@ -1,0 +1,209 @@
+"""Planning a generation, without I/O: build and check the request, fix seeds, split ``n`` into
+provider calls, and assemble the result from what the calls returned.
+
+Both façades (``Generator``, ``AsyncGenerator``) use exactly this; they differ only in how the
+calls run.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from fluxkit._capabilities import Capabilities, ValidateMode, check_request, coerce_params
+from fluxkit._core import Flow, HttpRequest, send
+from fluxkit._core._media import decode_data_uri, sniff_format
+from fluxkit._drivers import FlowOutcome
+from fluxkit._exceptions import InvalidRequestError
+from fluxkit._results import GeneratedImage, GenerationResult, Timings
+from fluxkit._types import MAX_SEED, GenerationRequest, ImageLike, LoRA, OutputFormat, SizePreset
+from fluxkit._version import __version__
+from fluxkit._warnings import ContentFlagged
+from fluxkit.backends._base import Call, CallOutput, HttpBackend, LocalBackend
+
+__all__ = [
+    "GenerationParams",
+    "Plan",
+    "assemble_result",
+    "call_flow",
+    "fetch_flow",
+    "plan_generation",
+]
+
+
+class GenerationParams(TypedDict, total=False):
+    """Keyword arguments of ``generate()``/``stream()``; see :class:`GenerationRequest`."""
+
+    size: SizePreset | tuple[int, int]
+    width: int
+    height: int
+    steps: int
+    num_inference_steps: int
+    guidance: float
+    guidance_scale: float
+    seed: int | None
+    n: int
+    loras: Sequence[LoRA | str | tuple[str, float]]
+    image: ImageLike
+    strength: float
+    reference_image: ImageLike
+    reference_strength: float
+    output_format: OutputFormat
+    model: str
+    extra: dict[str, Any]
+
+
+_ALIASES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}
+
+
+_ALIASES = {"num_inference_steps": "steps", "guidance_scale": "guidance"}
+
+
+@dataclass
+class Plan:
+    """A checked request and the provider calls that will produce it."""
+
+    request: GenerationRequest
+    model: str
+    caps: Capabilities
+    calls: list[Call]
+    warnings: list[Warning] = field(default_factory=list)
+
+
+def plan_generation(
+    backend: HttpBackend | LocalBackend,
+    prompt: str | GenerationRequest,
+    params: dict[str, Any],
+    mode: ValidateMode,
+) -> Plan:
+    """Build the request, check it against the backend's capabilities, fix seeds, split calls.
+
+    Raises InvalidRequestError / UnsupportedFeatureError; never touches the network.
+    """
+    warnings: list[Warning] = []
+    if isinstance(prompt, GenerationRequest):
+        request = prompt.replace(**params) if params else prompt
+    else:
+        for alias, name in _ALIASES.items():
+            if alias in params and name in params:
+                raise InvalidRequestError(
+                    alias, params[alias], f"either {alias}= or {name}=", reason="both given"
+                )
+        if mode == "coerce":
+            params, coerced = coerce_params(params)
+            warnings.extend(coerced)
+        request = GenerationRequest(prompt=prompt, **params)
+    model = backend.resolve_model(request)
+    caps = backend.capabilities(model)
+    request, coerced_by_caps = check_request(
+        request, caps, backend=backend.name, model=model, mode=mode
+    )
+    warnings.extend(coerced_by_caps)
+    if request.seed is None:
+        request = request.replace(seed=secrets.randbelow(MAX_SEED + 1))
+    assert request.seed is not None
+    seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.n)]
+    per_call = caps.max_images_per_call if caps.seeds_per_image else 1
+    calls = [
+        Call(request.replace(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
+        for index, chunk in enumerate(
+            seeds[start : start + per_call] for start in range(0, len(seeds), per_call)
+        )
+    ]
+    return Plan(request, model, caps, calls, warnings)
+
+
+def generation_record(
+    plan: Plan, backend: str, seed: int | None, request_id: str | None
+) -> dict[str, Any]:
+    """What ``GeneratedImage.save()`` embeds in the file."""
+    request = plan.request
+    return {
+        "prompt": request.prompt,
+        "backend": backend,
+        "model": plan.model,
+        "seed": seed,
+        "width": request.width,
+        "height": request.height,
+        "steps": request.steps,
+        "guidance": request.guidance,
+        "loras": [{"source": lora.source, "scale": lora.scale} for lora in request.loras],
+        "strength": request.effective_strength,
+        "request_id": request_id,
+        "fluxkit_version": __version__,
+    }
+
+
+def assemble_result(
+    plan: Plan,
+    backend: str,
+    outcomes: Sequence[FlowOutcome[CallOutput]],
+    total: float,
+    fetch: Callable[[str], bytes] | None,
+) -> GenerationResult:
+    """The result: every call's images in order, with seeds, records, ids, timings, warnings."""
+    images: list[GeneratedImage] = []
+    warnings = list(plan.warnings)
+    request_ids: list[str] = []
+    for outcome in outcomes:
+        output = outcome.value
+        request_id = output.request_id or outcome.request_id
+        if request_id:
+            request_ids.append(request_id)
+        warnings.extend(output.warnings)
+        for image in output.images:
+            if image.nsfw:
+                warnings.append(ContentFlagged(len(images), backend))
+            fmt = sniff_format(image.data) if image.data else None
+            images.append(
+                GeneratedImage(
+                    seed=image.seed,
+                    width=image.width,
+                    height=image.height,
+                    format=fmt or image.format,
+                    url=image.url,
+                    record=generation_record(plan, backend, image.seed, request_id),
+                    _data=image.data,
+                    _fetch=fetch,
+                )
+            )
+    queued = [o.value.queued_seconds or o.queued_seconds for o in outcomes]
+    running = [o.value.running_seconds or o.running_seconds for o in outcomes]
+    timings = Timings(
+        queued=max((q for q in queued if q is not None), default=None),
+        running=max((r for r in running if r is not None), default=None),
+        total=total,
+    )
+    return GenerationResult(
+        images=tuple(images),
+        request=plan.request,
+        backend=backend,
+        model=plan.model,
+        request_ids=tuple(request_ids),
+        timings=timings,
+        warnings=tuple(warnings),
+    )
+
+
+def call_flow(backend: HttpBackend, call: Call, *, download: bool) -> Flow[CallOutput]:
+    """The backend's flow for ``call``, then the download of any image URLs it returned."""
+    output: CallOutput = yield from backend.flow(call)
+    if download:
+        # Fetched now, inside the deadline: provider URLs expire and the user paid for these.
+        for image in output.images:
+            if image.data is None and image.url:
+                image.data = yield from _download(image.url)
+    return output
+
+
+def _download(url: str) -> Flow[bytes]:
+    if url.startswith("data:"):
+        return decode_data_uri(url)[0]
+    response = yield from send(HttpRequest("GET", url, retry="idempotent"))
+    return response.content
+
+
+def fetch_flow(url: str) -> Flow[bytes]:
+    return (yield from _download(url))
