@@ -264,7 +264,10 @@ class Emulator:
         return answer.encoded()
 
     async def aresolve(
-        self, request: EmuRequest, *, timeout: float | None = None
+        self,
+        request: EmuRequest,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - emulates the client's read timeout
     ) -> tuple[int, dict[str, str], bytes]:
         answer = self.handle(request)
         waited = 0.0
