@@ -103,6 +103,7 @@ class TestRetries:
         ):
             generator.generate("fox", size="square")
         assert "wrong-key-123" not in str(info.value) and "wrong-key-123" not in repr(generator)
+        assert emulator.log[0].header("authorization") == "Bearer wrong-key-123"
 
     def test_job_failure_carries_logs_and_request_id(self) -> None:
         emulator = FakeProviderEmulator()

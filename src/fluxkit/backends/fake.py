@@ -97,6 +97,14 @@ class FakeBackend(HttpBackend):
             base_url = emulator.base_url
         super().__init__(api_key=api_key, base_url=base_url, model=model, environ=environ)
 
+    def resolve_credentials(
+        self, api_key: str | Secret | None, environ: Mapping[str, str] | None
+    ) -> Secret | None:
+        # The fake provider needs no key, but checks one when its emulator was given one.
+        if isinstance(api_key, Secret) or api_key is None:
+            return api_key
+        return Secret(api_key) if api_key else None
+
     def transport(self) -> httpx.BaseTransport | None:
         return self.emulator.transport() if self.emulator is not None and self._in_process else None
 

@@ -25,6 +25,7 @@ from fluxkit.testing._emulator import (
 )
 from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
+from fluxkit.testing._replay import Replay, replay
 from fluxkit.testing.fake import FakeProviderEmulator
 from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
@@ -40,6 +41,8 @@ __all__ = [
     "Script",
     "TogetherEmulator",
     "TogetherModel",
+    "Replay",
     "render_fake_image",
+    "replay",
     "route",
 ]
