@@ -100,6 +100,24 @@ async def fal_client_fanout(url: str, jobs: int, concurrency: int) -> tuple[floa
         return time.perf_counter() - started, time.process_time() - cpu
 
 
+async def http_floor(url: str, concurrency: int, requests: int = 2000) -> float:
+    """Plain httpx GETs of a small file at ``concurrency``: this machine's request rate."""
+    limits = httpx.Limits(
+        max_connections=2 * concurrency, max_keepalive_connections=2 * concurrency
+    )
+    async with httpx.AsyncClient(limits=limits) as client:
+        limiter = asyncio.Semaphore(concurrency)
+
+        async def one() -> None:
+            async with limiter:
+                (await client.get(f"{url}/files/missing")).read()
+
+        await one()
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(requests)))
+        return requests / (time.perf_counter() - started)
+
+
 def fanout(jobs: int, concurrency: int, latency: float) -> None:
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve, args=(latency, child), daemon=True)
@@ -116,6 +134,7 @@ def fanout(jobs: int, concurrency: int, latency: float) -> None:
             wall, client_cpu = asyncio.run(run(url, jobs, concurrency))
             parent.send("cpu")
             results[name] = (wall, client_cpu, parent.recv() - server_cpu)
+        rate = asyncio.run(http_floor(url, concurrency))
     finally:
         parent.send("stop")
         parent.recv()
@@ -130,6 +149,10 @@ def fanout(jobs: int, concurrency: int, latency: float) -> None:
             f"    {name:<24} wall {wall:.3f} s  ratio {wall / ideal:.2f}  "
             f"CPU/job client {client_cpu / jobs * 1000:.2f} ms, emulator {server_cpu / jobs * 1000:.2f} ms"
         )
+    print(
+        f"    plain httpx here: {rate:.0f} requests/s at concurrency {concurrency}; fluxkit makes 4"
+        f" per job (submit, status stream, result, image), a floor of {4 * jobs / rate:.2f} s"
+    )
     print("    target: fluxkit ratio <= 1.15")
 
 

@@ -23,8 +23,8 @@ pytest.importorskip("torch", reason="the diffusers backend needs fluxkit[local] 
 pytest.importorskip("diffusers", reason="the diffusers backend needs fluxkit[local] (diffusers)")
 pytest.importorskip("peft", reason="the diffusers backend needs fluxkit[local] (peft)")
 
-import fluxkit  # noqa: E402
-from fluxkit import (  # noqa: E402
+import fluxkit
+from fluxkit import (
     AsyncGenerator,
     ConfigurationError,
     DeadlineExceeded,
@@ -36,14 +36,14 @@ from fluxkit import (  # noqa: E402
     Step,
     UnsupportedFeatureError,
 )
-from fluxkit.backends.diffusers import (  # noqa: E402
+from fluxkit.backends.diffusers import (
     CAPABILITIES,
     MODEL_ALIASES,
     DiffusersBackend,
     LoRALoadError,
     ModelUnavailableError,
 )
-from fluxkit.testing.tiny_flux import (  # noqa: E402
+from fluxkit.testing.tiny_flux import (
     make_tiny_ip_adapter,
     make_tiny_lora,
     save_tiny_flux,
@@ -81,7 +81,9 @@ def loras(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
         "b": make_tiny_lora(folder / "b.safetensors", model_dir, rank=8, seed=2),
         "c": make_tiny_lora(folder / "c.safetensors", model_dir, rank=4, seed=3),
         "kohya": make_tiny_lora(folder / "kohya.safetensors", model_dir, layout="kohya"),
-        "unmatched": make_tiny_lora(folder / "unmatched.safetensors", model_dir, layout="unmatched"),
+        "unmatched": make_tiny_lora(
+            folder / "unmatched.safetensors", model_dir, layout="unmatched"
+        ),
     }
 
 
@@ -104,8 +106,12 @@ def make_gen(model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Generato
 @pytest.fixture(scope="module")
 def gen(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generator]:
     """One generator shared by read-only tests: its pipeline loads once for all of them."""
-    with Generator("diffusers", model=str(model_dir), device="cpu",
-                   lora_cache_dir=tmp_path_factory.mktemp("cache")) as shared:
+    with Generator(
+        "diffusers",
+        model=str(model_dir),
+        device="cpu",
+        lora_cache_dir=tmp_path_factory.mktemp("cache"),
+    ) as shared:
         yield shared
 
 
@@ -145,7 +151,9 @@ def test_prompt_and_seed_matter(gen: Generator) -> None:
     base = pixels(run(gen))
     assert np.array_equal(base, pixels(run(gen)))
     assert not np.array_equal(base, pixels(run(gen, seed=1)))
-    assert not np.array_equal(base, pixels(gen.generate("a red car", size=SIZE, steps=STEPS, seed=0)))
+    assert not np.array_equal(
+        base, pixels(gen.generate("a red car", size=SIZE, steps=STEPS, seed=0))
+    )
 
 
 def test_n_images_are_reproducible_one_by_one(gen: Generator) -> None:
@@ -265,8 +273,8 @@ def test_hotswap_refills_a_slot_in_place(
 def test_lora_matching_nothing_raises_naming_file_and_format(
     make_gen: Callable[..., Generator], loras: dict[str, Path], tmp_path: Path
 ) -> None:
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     gen = make_gen()
     base = pixels(run(gen))
@@ -275,8 +283,13 @@ def test_lora_matching_nothing_raises_naming_file_and_format(
     assert caught.value.format == "diffusers" and caught.value.field == "loras[0]"
     # No key diffusers routes to a component: diffusers itself only logs; fluxkit raises.
     foreign = tmp_path / "sdxl.safetensors"
-    save_file({"unet.down.0.lora_A.weight": torch.zeros(4, 8),
-               "unet.down.0.lora_B.weight": torch.zeros(8, 4)}, str(foreign))
+    save_file(
+        {
+            "unet.down.0.lora_A.weight": torch.zeros(4, 8),
+            "unet.down.0.lora_B.weight": torch.zeros(8, 4),
+        },
+        str(foreign),
+    )
     with pytest.raises(LoRALoadError, match="matches no module"):
         run(gen, loras=[str(foreign)])
     assert np.array_equal(pixels(run(gen)), base)  # nothing half-loaded stays behind
@@ -302,7 +315,9 @@ def test_pickle_loras_are_refused_without_unpickling(
 
 
 def test_url_lora_is_cached_by_content_hash(
-    make_gen: Callable[..., Generator], loras: dict[str, Path], tmp_path: Path,
+    make_gen: Callable[..., Generator],
+    loras: dict[str, Path],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import hashlib
@@ -321,7 +336,13 @@ def test_url_lora_is_cached_by_content_hash(
     gen = make_gen(lora_cache_dir=tmp_path / "cache")
     url = "https://example.invalid/styles/a.safetensors"
     by_url = pixels(run(gen, loras=[url]))
-    blob = tmp_path / "cache" / "loras" / "blobs" / f"{hashlib.sha256(payload).hexdigest()}.safetensors"
+    blob = (
+        tmp_path
+        / "cache"
+        / "loras"
+        / "blobs"
+        / f"{hashlib.sha256(payload).hexdigest()}.safetensors"
+    )
     assert blob.read_bytes() == payload
     # Same content by path: same adapter (content hash), no second load.
     assert np.array_equal(pixels(run(gen, loras=[str(loras["a"])])), by_url)
@@ -359,8 +380,10 @@ def test_reference_image_through_ip_adapter(
     make_gen: Callable[..., Generator], model_dir: Path, tmp_path: Path
 ) -> None:
     ip_dir = make_tiny_ip_adapter(tmp_path / "ip", model_dir)
-    gen = make_gen(ip_adapter=str(ip_dir / "ip_adapter.safetensors"),
-                   image_encoder=str(ip_dir / "image_encoder"))
+    gen = make_gen(
+        ip_adapter=str(ip_dir / "ip_adapter.safetensors"),
+        image_encoder=str(ip_dir / "image_encoder"),
+    )
     assert gen.capabilities().reference_image
     base = pixels(run(gen))
     face = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -372,7 +395,9 @@ def test_reference_image_through_ip_adapter(
     assert backend_of(gen).stats.pipeline_loads == 1
 
 
-def test_reference_image_refused_when_ip_adapter_disabled(make_gen: Callable[..., Generator]) -> None:
+def test_reference_image_refused_when_ip_adapter_disabled(
+    make_gen: Callable[..., Generator],
+) -> None:
     gen = make_gen(ip_adapter=None)
     with pytest.raises(UnsupportedFeatureError, match="reference_image"):
         run(gen, reference_image=np.zeros((64, 64, 3), dtype=np.uint8))
@@ -386,8 +411,9 @@ def test_single_file_checkpoint(
     pipe = backend_of(gen).load()
     checkpoint = tmp_path / "flux-tiny.safetensors"
     save_file(pipe.transformer.state_dict(), str(checkpoint))
-    single = Generator("diffusers", model=str(checkpoint), device="cpu",
-                       single_file_config=str(model_dir))
+    single = Generator(
+        "diffusers", model=str(checkpoint), device="cpu", single_file_config=str(model_dir)
+    )
     with single:
         assert np.array_equal(pixels(run(single)), pixels(run(gen)))
 
@@ -398,8 +424,12 @@ def test_memory_switches(make_gen: Callable[..., Generator]) -> None:
     pipe = backend_of(gen).load()
     assert pipe.vae.use_tiling and pipe.vae.use_slicing
     with pytest.raises(ConfigurationError, match="no GPU"):
-        Generator("diffusers", model=str(backend_of(gen).options()["model"]), device="cpu",
-                  offload="model")
+        Generator(
+            "diffusers",
+            model=str(backend_of(gen).options()["model"]),
+            device="cpu",
+            offload="model",
+        )
 
 
 # -- cancellation, deadlines, concurrency -------------------------------------------------------
@@ -506,6 +536,7 @@ async def test_async_jobs_run_one_at_a_time_per_device(model_dir: Path) -> None:
                     return original[index](*args)
                 finally:
                     peak["now"] -= 1
+
             return counted
 
         for index, recorder in enumerate(recorders):
@@ -543,10 +574,9 @@ def test_model_errors_say_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(ModelUnavailableError, match="hf download fluxkit-tests/no-such-model"):
         run(offline)
 
+    import httpx
     from diffusers import FluxPipeline
     from huggingface_hub.errors import GatedRepoError
-
-    import httpx
 
     def gated(*args: Any, **kwargs: Any) -> Any:
         response = httpx.Response(403, request=httpx.Request("GET", "https://huggingface.co"))
@@ -563,15 +593,18 @@ def test_missing_extra_is_reported_at_construction(
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "peft" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a)
+    )
     with pytest.raises(MissingDependencyError, match=r"fluxkit\[local\]") as caught:
         Generator("diffusers", model=str(model_dir))
     assert caught.value.package == "peft"
 
 
 def test_module_import_is_light() -> None:
-    code = ("import sys, fluxkit.backends.diffusers as m; "
-            "assert m.backend_class.name == 'diffusers'; "
-            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules")
+    code = (
+        "import sys, fluxkit.backends.diffusers as m; "
+        "assert m.backend_class.name == 'diffusers'; "
+        "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -135,12 +135,16 @@ def test_yuface_gives_eyes_and_aligns_by_them(astronaut, grace) -> None:
     assert composite.alignment == "eyes"
 
 
-def test_missing_opencv_names_the_extra(monkeypatch, astronaut) -> None:
+def test_missing_opencv_names_the_extra(monkeypatch, astronaut, fixed_detector) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(MissingDependencyError, match=r"fluxkit\[faces\]"):
-        HaarDetector().detect(np.zeros((500, 500, 3), np.uint8))
+        HaarDetector()  # chosen detector fails up front, not at the first image
+    with pytest.raises(MissingDependencyError, match="opencv-python-headless"):
+        # Even with a detector that needs no OpenCV, warping and blending do.
+        face = Face((180, 100, 150, 150), 9.0)
+        overlay_face(astronaut, astronaut, detector=fixed_detector((512, [face])))
 
 
 def test_face_helpers() -> None:

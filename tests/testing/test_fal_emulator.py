@@ -129,3 +129,27 @@ def test_status_stream_is_server_sent_events_closed_on_completion(
     ):
         statuses = [event.json()["status"] for event in source.iter_sse()]
     assert statuses[-1] == "COMPLETED" and set(statuses) <= {"IN_QUEUE", "IN_PROGRESS", "COMPLETED"}
+
+
+def test_results_expire_after_fals_retention() -> None:
+    now = [100.0]
+    emu = FalEmulator(clock=lambda: now[0])
+    with httpx.Client(transport=emu.transport(), base_url=emu.base_url) as client:
+        ticket = client.post(
+            "/fal-ai/flux/schnell", json={**ARGS, "sync_mode": True, "output_format": "png"}
+        ).json()
+        assert client.get(ticket["status_url"]).json()["status"] == "COMPLETED"
+        assert client.get(ticket["response_url"]).status_code == 200  # >= 10 KB: data URIs
+        now[0] += 361  # fal keeps results of 10 KB or more for 6 minutes
+        assert client.get(ticket["response_url"]).status_code == 404
+
+
+def test_stream_closes_unfinished_after_stream_timeout() -> None:
+    emu = FalEmulator()
+    emu.script.run_seconds, emu.stream_timeout = 5.0, 0.1
+    with httpx.Client(transport=emu.transport(), base_url=emu.base_url) as client:
+        ticket = client.post("/fal-ai/flux/dev", json=ARGS).json()
+        answer = client.get(f"{ticket['status_url']}/stream")
+    assert answer.headers["content-type"] == "text/event-stream"
+    assert [line for line in answer.text.splitlines() if line][-1].startswith("data: ")
+    assert '"COMPLETED"' not in answer.text

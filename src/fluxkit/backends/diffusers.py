@@ -16,7 +16,8 @@ Example:
     result.images[1].seed    # 8, and generating seed=8 alone gives the same image
     ```
 
-torch and diffusers are imported when the backend is constructed, never at module import.
+Importing this module is cheap: torch is imported when the backend is constructed (to pick the
+device) and diffusers when the pipeline loads.
 """
 
 from __future__ import annotations
@@ -31,24 +32,14 @@ from typing import Any
 
 from fluxkit._capabilities import Capabilities
 from fluxkit._config import resolve_secret
-from fluxkit._events import Event, Log, Started, Step
-from fluxkit._exceptions import InvalidRequestError, MissingDependencyError, UnsupportedFeatureError
+from fluxkit._events import Event, Log, Started
+from fluxkit._exceptions import UnsupportedFeatureError
 from fluxkit._images import InputImage
-from fluxkit.backends._base import Call, CallOutput, CancelToken, ImageOutput, LocalBackend
-from fluxkit.backends._local.devices import (
-    Offload,
-    apply_memory_options,
-    check_offload,
-    pick_device,
-    pick_dtype,
-)
-from fluxkit.backends._local.loras import (
-    AdapterCache,
-    LoRALoadError,
-    LoraResolver,
-    LoraStats,
-    default_cache_dir,
-)
+from fluxkit.backends._base import Call, CallOutput, CancelToken, LocalBackend
+from fluxkit.backends._local import devices
+from fluxkit.backends._local.calls import encode_output, pipeline_arguments, to_pil
+from fluxkit.backends._local.loras import AdapterCache, LoRALoadError, LoraResolver, LoraStats
+from fluxkit.backends._local.loras import default_cache_dir as loras_default_cache_dir
 from fluxkit.backends._local.pipelines import (
     DEV_REPO,
     SCHNELL_REPO,
@@ -68,28 +59,23 @@ __all__ = [
     "backend_class",
 ]
 
-_LOCAL = {"max_loras": 8, "img2img": True, "reference_image": True, "max_images_per_call": 1,
-          "seeds_per_image": True, "local_loras": True, "output_formats": ("png", "jpeg", "webp")}
+# fmt: off
+_LOCAL: dict[str, Any] = {
+    "max_loras": 8, "img2img": True, "reference_image": True, "max_images_per_call": 1,
+    "seeds_per_image": True, "local_loras": True, "output_formats": ("png", "jpeg", "webp"),
+}
 CAPABILITIES: Mapping[str, Capabilities] = {
-    DEV_REPO: Capabilities(**_LOCAL, notes="FLUX.1-dev; reference_image via XLabs IP-Adapter"),
-    SCHNELL_REPO: Capabilities(
-        **_LOCAL, default_steps=4, default_guidance=None, guidance=False,
-        notes="FLUX.1-schnell: 1-4 steps, guidance ignored",
-    ),
-    # local directories and single-file checkpoints: FLUX.1-dev defaults
+    DEV_REPO: Capabilities(**_LOCAL, notes="reference_image through the XLabs IP-Adapter"),
+    SCHNELL_REPO: Capabilities(**_LOCAL, default_steps=4, default_guidance=None, guidance=False,
+                               notes="1-4 steps; guidance ignored"),
+    # local directories and single-file checkpoints get FLUX.1-dev defaults
     "*": Capabilities(**_LOCAL, notes="local directory or single-file checkpoint"),
 }
 MODEL_ALIASES: Mapping[str, str] = {
     "flux-dev": DEV_REPO, "FLUX.1-dev": DEV_REPO, "dev": DEV_REPO,
     "flux-schnell": SCHNELL_REPO, "FLUX.1-schnell": SCHNELL_REPO, "schnell": SCHNELL_REPO,
 }
-# Pipeline arguments fluxkit sets from the request; extra= may pass any other __call__ argument.
-_RESERVED = frozenset({
-    "prompt", "height", "width", "num_inference_steps", "guidance_scale", "generator",
-    "num_images_per_prompt", "image", "strength", "ip_adapter_image", "output_type",
-    "return_dict", "callback_on_step_end", "callback_on_step_end_tensor_inputs", "latents",
-})
-_DEFAULT = "default"
+# fmt: on
 
 
 @dataclass
@@ -153,7 +139,7 @@ class DiffusersBackend(LocalBackend):
         model: str | None = None,
         device: str | None = None,
         dtype: Any = None,
-        offload: Offload = "none",
+        offload: devices.Offload = "none",
         vae_tiling: bool = False,
         vae_slicing: bool = False,
         token: str | None = None,
@@ -167,31 +153,33 @@ class DiffusersBackend(LocalBackend):
         max_sequence_length: int | None = None,
     ) -> None:
         super().__init__(model=model)
-        _require_local_extra()
-        self._model_id = self.model_aliases.get(model or self.default_model, model or self.default_model)
+        devices.require_local_extra()
+        wanted = model or self.default_model
+        self._model_id = self.model_aliases.get(wanted, wanted)
         self._source = ModelSource.parse(self._model_id)  # fails now if no such file/dir
-        self._device = pick_device(device)
-        self._dtype = pick_dtype(self._device, dtype)
-        self._offload: Offload = offload
+        self._device = devices.pick_device(device)
+        self._dtype = devices.pick_dtype(self._device, dtype)
+        self._offload: devices.Offload = offload
         self._vae = (vae_tiling, vae_slicing)
-        secret = resolve_secret(token, env_vars=("HF_TOKEN",), backend=self.name,
-                                argument_name="token", required=False)
+        secret = resolve_secret(
+            token, env_vars=("HF_TOKEN",), backend=self.name, argument_name="token", required=False
+        )
         self._token = secret.reveal() if secret else None
         self._single_file_config = single_file_config
         self._hotswap = hotswap
         self._max_sequence_length = max_sequence_length
-        cache = Path(lora_cache_dir).expanduser() if lora_cache_dir else default_cache_dir()
+        cache = Path(lora_cache_dir).expanduser() if lora_cache_dir else loras_default_cache_dir()
         self._resolver = LoraResolver(cache, token=self._token)
         self._adapters = AdapterCache(max_loaded_loras, hotswap=hotswap is not None)
-        self._ip = None if ip_adapter is None else IpAdapter(
-            ip_adapter, weight_name=ip_adapter_weight_name, image_encoder=image_encoder,
-            token=self._token,
-        )
+        self._ip = None
+        if ip_adapter:
+            self._ip = IpAdapter(ip_adapter, weight_name=ip_adapter_weight_name,
+                                 image_encoder=image_encoder, token=self._token)  # fmt: skip
         self.stats = LocalStats(loras=self._adapters.stats)
         self._pipe: Any = None
         self._img2img: Any = None
         self._lock = threading.RLock()
-        check_offload(offload, self._device)  # fail at construction, not at first use
+        devices.check_offload(offload, self._device)  # fail at construction, not at first use
 
     @property
     def device_key(self) -> str:
@@ -203,9 +191,18 @@ class DiffusersBackend(LocalBackend):
         return caps if self._ip is not None else replace(caps, reference_image=False)
 
     def options(self) -> Mapping[str, Any]:
-        return {"model": self._model_id, "device": self._device, "dtype": str(self._dtype),
-                "offload": self._offload, "vae_tiling": self._vae[0], "vae_slicing": self._vae[1],
-                "max_loaded_loras": self._adapters.capacity, "hotswap": self._hotswap}
+        """The resolved settings (model, device, dtype, memory switches, LoRA cache)."""
+        tiling, slicing = self._vae
+        return {
+            "model": self._model_id,
+            "device": self._device,
+            "dtype": str(self._dtype),
+            "offload": self._offload,
+            "vae_tiling": tiling,
+            "vae_slicing": slicing,
+            "max_loaded_loras": self._adapters.capacity,
+            "hotswap": self._hotswap,
+        }
 
     def load(self, emit: Callable[[Event], None] | None = None) -> Any:
         """Load the pipeline now (it otherwise loads on the first generation); returns it.
@@ -222,17 +219,23 @@ class DiffusersBackend(LocalBackend):
                 log = emit or (lambda event: None)
                 log(Log(f"loading {self._model_id} on {self._device} ({self._dtype})"))
                 started = time.monotonic()
-                pipe = load_pipeline(self._source, dtype=self._dtype, token=self._token,
-                                     single_file_config=self._single_file_config)
+                pipe = load_pipeline(
+                    self._source,
+                    dtype=self._dtype,
+                    token=self._token,
+                    single_file_config=self._single_file_config,
+                )
                 pipe.set_progress_bar_config(disable=True)
                 if self._hotswap is not None:
                     pipe.enable_lora_hotswap(target_rank=self._hotswap)  # before any LoRA
-                try:
-                    apply_memory_options(pipe, self._device, offload=self._offload,
-                                         vae_tiling=self._vae[0], vae_slicing=self._vae[1])
-                except ImportError as exc:
-                    raise MissingDependencyError(f"offload={self._offload!r}", extra="local",
-                                                 package="accelerate") from exc
+                tiling, slicing = self._vae
+                devices.apply_memory_options(
+                    pipe,
+                    self._device,
+                    offload=self._offload,
+                    vae_tiling=tiling,
+                    vae_slicing=slicing,
+                )
                 self._pipe = pipe
                 self.stats.pipeline_loads += 1
                 log(Log(f"loaded {self._model_id} in {time.monotonic() - started:.1f} s"))
@@ -245,8 +248,11 @@ class DiffusersBackend(LocalBackend):
         request = call.request
         if call.model != self._model_id:
             raise UnsupportedFeatureError(
-                f"model {call.model!r} on a generator holding {self._model_id!r}", backend=self.name,
-                model=self._model_id, field="model", value=call.model,
+                f"model {call.model!r} on a generator holding {self._model_id!r}",
+                backend=self.name,
+                model=self._model_id,
+                field="model",
+                value=call.model,
                 allowed="the generator's model (create another Generator to switch)",
             )
         with self._lock:
@@ -255,16 +261,25 @@ class DiffusersBackend(LocalBackend):
             token.raise_if_cancelled(self.name)
             emit(Started(job=call.index))
             self._use_loras(call, emit)
-            kwargs = self._arguments(call, emit, token)
+            kwargs = pipeline_arguments(
+                call,
+                backend=self.name,
+                emit=emit,
+                token=token,
+                max_sequence_length=self._max_sequence_length,
+            )
+            self._use_reference(request.reference_image, request.reference_strength, kwargs)
             target = pipe
             if request.image is not None:
                 target = self._img2img_pipeline(pipe)
-                kwargs.update(image=_pil(request.image), strength=request.effective_strength)
+                kwargs.update(image=to_pil(request.image), strength=request.effective_strength)
             with torch.inference_mode():
                 images = target(**kwargs).images
             token.raise_if_cancelled(self.name)
-            outputs = [self._encode(image, seed, request.output_format)
-                       for image, seed in zip(images, call.seeds, strict=True)]
+            fmt, seeds = request.output_format, call.seeds
+            outputs = [
+                encode_output(image, seed, fmt) for image, seed in zip(images, seeds, strict=True)
+            ]
             return CallOutput(outputs, running_seconds=time.monotonic() - started)
 
     def close(self) -> None:
@@ -287,33 +302,9 @@ class DiffusersBackend(LocalBackend):
             items.append((lora, self._resolver.resolve(lora, field), field))
         self._adapters.activate(self._pipe, items, lambda text: emit(Log(text, job=call.index)))
 
-    def _arguments(self, call: Call, emit: Callable[[Event], None], token: CancelToken) -> dict[str, Any]:
-        import torch
-
-        request = call.request
-        # One CPU generator per image: image k depends only on seeds[k] (not on n, batch or
-        # device), so seed+1 alone reproduces the second image of an n=2 call.
-        generators = [torch.Generator("cpu").manual_seed(seed) for seed in call.seeds]
-        kwargs: dict[str, Any] = {
-            "prompt": request.prompt, "height": request.height, "width": request.width,
-            "num_inference_steps": request.steps,
-            "guidance_scale": request.guidance if request.guidance is not None else 0.0,
-            "num_images_per_prompt": len(call.seeds),
-            "generator": generators if len(generators) > 1 else generators[0],
-            "output_type": "pil",
-            "callback_on_step_end": _step_callback(self.name, call.index, emit, token),
-        }
-        if self._max_sequence_length is not None:
-            kwargs["max_sequence_length"] = self._max_sequence_length
-        for key, value in request.extra.items():
-            if key in _RESERVED:
-                raise InvalidRequestError(f"extra.{key}", value, "a pipeline argument fluxkit "
-                                          "does not set itself (use the request field instead)")
-            kwargs[key] = value
-        self._use_reference(request.reference_image, request.reference_strength, kwargs)
-        return kwargs
-
-    def _use_reference(self, image: InputImage | None, strength: float | None, kwargs: dict[str, Any]) -> None:
+    def _use_reference(
+        self, image: InputImage | None, strength: float | None, kwargs: dict[str, Any]
+    ) -> None:
         if self._ip is None:
             return
         if image is not None and not self._ip.loaded:
@@ -321,7 +312,7 @@ class DiffusersBackend(LocalBackend):
             self._img2img = None  # re-derive so img2img sees the new image encoder
         self._ip.use(self._pipe, None if image is None else (1.0 if strength is None else strength))
         if image is not None:
-            kwargs["ip_adapter_image"] = _pil(image)
+            kwargs["ip_adapter_image"] = to_pil(image)
 
     def _img2img_pipeline(self, pipe: Any) -> Any:
         if self._img2img is None:
@@ -332,48 +323,8 @@ class DiffusersBackend(LocalBackend):
             self._img2img.set_progress_bar_config(disable=True)  # not inherited from pipe
         return self._img2img
 
-    @staticmethod
-    def _encode(image: Any, seed: int, fmt: str) -> ImageOutput:
-        from fluxkit._core._media import encode_image
-
-        return ImageOutput(seed=seed, width=image.width, height=image.height, format=fmt,
-                           data=encode_image(image, fmt))
-
     def __repr__(self) -> str:
         return f"DiffusersBackend(model={self._model_id!r}, device={self._device!r})"
-
-
-def _step_callback(
-    backend: str, job: int, emit: Callable[[Event], None], token: CancelToken
-) -> Callable[..., dict[str, Any]]:
-    def on_step_end(pipe: Any, step: int, timestep: Any, tensors: dict[str, Any]) -> dict[str, Any]:
-        emit(Step(step + 1, pipe.num_timesteps, job=job))
-        # Raising here stops at this step boundary and also skips the VAE decode that
-        # pipe._interrupt would still run.
-        token.raise_if_cancelled(backend)
-        return tensors
-
-    return on_step_end
-
-
-def _pil(image: InputImage) -> Any:
-    if image.data is None and image.url:
-        import httpx
-
-        from fluxkit._core._media import open_image
-
-        response = httpx.get(image.url, follow_redirects=True, timeout=60.0)
-        response.raise_for_status()
-        return open_image(response.content).convert("RGB")
-    return image.to_pil().convert("RGB")
-
-
-def _require_local_extra() -> None:
-    import importlib.util
-
-    for package in ("torch", "diffusers", "transformers", "peft", "safetensors"):
-        if importlib.util.find_spec(package) is None:
-            raise MissingDependencyError("the diffusers backend", extra="local", package=package)
 
 
 backend_class = DiffusersBackend

@@ -34,7 +34,10 @@ def default_face_locator() -> FaceLocator | None:
         return _haar_locator()
 
     def locate(image: Image.Image) -> tuple[int, int, int, int] | None:
-        faces = detect_faces(image, detector=detector)
+        try:
+            faces = detect_faces(image, detector=detector)
+        except MissingDependencyError:
+            return None
         if not faces:
             return None
         x, y, w, h = faces[0].box

@@ -158,7 +158,9 @@ def resize_short_side(image: Image.Image, side: int) -> Image.Image:
         return image
     scale = side / short
     size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
-    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    # Bicubic (antialiased by Pillow when downscaling) looks the same as Lanczos at these
+    # ratios and costs two thirds of the time.
+    return image.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
 
 
 def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:

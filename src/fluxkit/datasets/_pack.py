@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,9 +28,10 @@ from fluxkit.datasets._images import (
     resize_short_side,
 )
 from fluxkit.datasets._inputs import ImagesLike, SourceItem, count_hint, iter_sources
+from fluxkit.datasets._options import check_args, check_target, output_path
 from fluxkit.datasets._report import DatasetRefusedError, DatasetReport, DroppedImage, ImageEntry
 from fluxkit.datasets._sinks import FolderSink, Sink, ZipSink
-from fluxkit.datasets._targets import TARGETS, TargetName, TargetSpec
+from fluxkit.datasets._targets import TargetName, TargetSpec
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -107,10 +107,10 @@ def pack_dataset(
         print(report)
         ```
     """
-    spec = _check_target(target)
+    spec = check_target(target)
     trigger = check_trigger(trigger)
-    _check_args(size, caption, trigger_policy, near_duplicate_distance, min_side)
-    final = _output_path(spec, Path(out).expanduser(), trigger, overwrite)
+    check_args(size, caption, trigger_policy, near_duplicate_distance, min_side)
+    final = output_path(spec, Path(out).expanduser(), trigger, overwrite)
     hint = count_hint(images)
     report = DatasetReport(target=spec.name, trigger=trigger)
     if hint is not None and hint < MIN_IMAGES:
@@ -291,48 +291,3 @@ def _check_count(report: DatasetReport) -> None:
         report.warnings.append(
             f"{count} images: more than {_MANY} rarely helps a subject LoRA and slows training"
         )
-
-
-def _check_target(target: str) -> TargetSpec:
-    spec = TARGETS.get(target) if isinstance(target, str) else None
-    if spec is None:
-        raise InvalidRequestError("target", target, ", ".join(TARGETS))
-    return spec
-
-
-def _check_args(size: int, caption: str, policy: str, distance: int, min_side: int) -> None:
-    if not isinstance(size, int) or isinstance(size, bool) or not 256 <= size <= 4096:
-        raise InvalidRequestError("size", size, "an integer from 256 to 4096")
-    if not isinstance(caption, str) or not caption.strip():
-        raise InvalidRequestError(
-            "caption", caption, f"a non-empty template, e.g. {DEFAULT_TEMPLATE!r}"
-        )
-    if policy not in ("insert", "error", "ignore"):
-        raise InvalidRequestError("trigger_policy", policy, "'insert', 'error' or 'ignore'")
-    if not isinstance(distance, int) or not -1 <= distance <= 32:
-        raise InvalidRequestError("near_duplicate_distance", distance, "an integer from -1 to 32")
-    if not isinstance(min_side, int) or not 64 <= min_side <= 4096:
-        raise InvalidRequestError("min_side", min_side, "an integer from 64 to 4096")
-
-
-def _output_path(spec: TargetSpec, out: Path, trigger: str, overwrite: bool) -> Path:
-    if spec.archive:
-        if out.suffix.lower() == ".zip":
-            if out.is_dir():
-                raise InvalidRequestError("out", str(out), "a .zip file path", reason="is a folder")
-            return out
-        if out.exists() and not out.is_dir():
-            raise InvalidRequestError("out", str(out), "a .zip path or a folder")
-        slug = re.sub(r"[^\w.-]+", "_", trigger).strip("_") or "dataset"
-        return out / f"{slug}-{spec.name}.zip"
-    if out.exists():
-        if not out.is_dir():
-            raise InvalidRequestError("out", str(out), "a folder path", reason="is a file")
-        if any(out.iterdir()) and not overwrite:
-            raise InvalidRequestError(
-                "out",
-                str(out),
-                "a new or empty folder, or overwrite=True",
-                reason="folder is not empty",
-            )
-    return out.resolve()

@@ -46,6 +46,7 @@ class HaarDetector:
     def __init__(
         self, *, min_confidence: float = 0.0, scale_factor: float = 1.15, min_neighbors: int = 4
     ) -> None:
+        require_cv2()  # fail when the detector is chosen, not at the first image
         self.min_confidence = min_confidence
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors

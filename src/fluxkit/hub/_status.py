@@ -48,7 +48,13 @@ class LoRAStatus:
         return LoRA(f"hf://{self.repo_id}/{self.primary}") if self.primary else None
 
     def summary(self) -> str:
-        """Lines as printed by ``fluxkit lora status``."""
+        """Lines as printed by ``fluxkit lora status``.
+
+        Example:
+            ```python
+            print(lora_status("me/tok-lora").summary())
+            ```
+        """
         if not self.exists:
             return f"{self.repo_id}: not found ({'; '.join(self.problems)})"
         state = "ready" if self.ready else "NOT ready"

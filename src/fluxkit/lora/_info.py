@@ -43,6 +43,11 @@ _FAMILY_NAMES: Mapping[str, str] = {
 def normalise_model(model: str) -> BaseModel:
     """A model alias or Hub id as a FLUX.1 family name.
 
+    Example:
+        ```python
+        normalise_model("black-forest-labs/FLUX.1-schnell")   # "flux-schnell"
+        ```
+
     Raises:
         InvalidRequestError: not a FLUX.1 model.
     """
@@ -150,7 +155,13 @@ class LoRAInfo:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``fluxkit lora inspect --json``)."""
+        """A JSON-ready dict (``fluxkit lora inspect --json``).
+
+        Example:
+            ```python
+            json.dumps(inspect_lora("tok.safetensors").to_dict())
+            ```
+        """
         data = asdict(self)
         data["metadata"] = dict(self.metadata)
         data["rank"] = self.rank

@@ -49,6 +49,12 @@ def hub_client_settings() -> Iterator[None]:
 
     Uploads go through git-LFS (which the emulator speaks) instead of Xet, and offline mode
     (``HF_HUB_OFFLINE``, read once at import) is lifted: the emulator is on loopback.
+
+    Example:
+        ```python
+        with HubEmulator().serve() as endpoint, hub_client_settings():
+            HfApi(endpoint=endpoint, token="hf_test").create_repo("me/x")
+        ```
     """
     from huggingface_hub import constants
 
@@ -110,7 +116,13 @@ class HubEmulator(Emulator):
     def add_repo(
         self, repo_id: str, files: dict[str, bytes] | None = None, *, private: bool = False
     ) -> HubRepo:
-        """Seed a repo (files committed in one commit)."""
+        """Seed a repo (files committed in one commit).
+
+        Example:
+            ```python
+            hub.add_repo("me/old", {"old.safetensors": b"..."}, private=True)
+            ```
+        """
         repo = HubRepo(repo_id, private)
         for path, data in (files or {}).items():
             repo.files[path] = HubFile(data, _is_lfs(path, data))

@@ -24,6 +24,7 @@ transformers, safetensors).
 
 from __future__ import annotations
 
+import importlib
 import os
 import string
 from pathlib import Path
@@ -47,10 +48,16 @@ _HEADS = 2
 _ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 
 
+def _lib(name: str) -> Any:
+    """Import an optional package as ``Any``: diffusers/transformers ship partial annotations
+    that ``mypy --strict`` rejects, and this module only calls into them."""
+    return importlib.import_module(name)
+
+
 def _clip_tokenizer() -> Any:
     """Byte-level CLIP BPE with no merges: each character is a token, so prompts differ."""
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPTokenizer
+    pre_tokenizers = _lib("tokenizers.pre_tokenizers")
+    CLIPTokenizer = _lib("transformers").CLIPTokenizer
 
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
     for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
@@ -62,7 +69,7 @@ def _clip_tokenizer() -> Any:
 
 def _t5_tokenizer() -> Any:
     """Unigram T5 tokenizer: pad/eos/unk, the word marker and printable ASCII."""
-    from transformers import T5Tokenizer
+    T5Tokenizer = _lib("transformers").T5Tokenizer
 
     pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
     pieces += [(char, -5.0) for char in string.ascii_letters + string.digits + string.punctuation]
@@ -88,13 +95,11 @@ def make_tiny_flux_components(
         num_single_layers: single-stream transformer blocks.
         guidance_embeds: True for a FLUX.1-dev-like model, False for schnell-like.
     """
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    torch, diffusers, transformers = _lib("torch"), _lib("diffusers"), _lib("transformers")
 
     tokenizer, tokenizer_2 = _clip_tokenizer(), _t5_tokenizer()
     torch.manual_seed(seed)
-    transformer = FluxTransformer2DModel(
+    transformer = diffusers.FluxTransformer2DModel(
         patch_size=1,
         in_channels=_LATENT_CHANNELS * 4,
         num_layers=num_layers,
@@ -107,46 +112,76 @@ def make_tiny_flux_components(
         axes_dims_rope=[4, 6, 6],
     )
     torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer), hidden_size=_POOLED_DIM, intermediate_size=37,
-            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
-            projection_dim=32, bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    text_encoder = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=_POOLED_DIM,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
             hidden_act="quick_gelu",
         )
     )
     torch.manual_seed(seed)
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer_2), d_model=_TEXT_DIM, d_kv=8, d_ff=37, num_layers=2,
-            num_heads=4, relative_attention_num_buckets=8, feed_forward_proj="gated-gelu",
-            pad_token_id=tokenizer_2.pad_token_id, eos_token_id=tokenizer_2.eos_token_id,
-            decoder_start_token_id=0, dropout_rate=0.0,
+    text_encoder_2 = transformers.T5EncoderModel(
+        transformers.T5Config(
+            vocab_size=len(tokenizer_2),
+            d_model=_TEXT_DIM,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            relative_attention_num_buckets=8,
+            feed_forward_proj="gated-gelu",
+            pad_token_id=tokenizer_2.pad_token_id,
+            eos_token_id=tokenizer_2.eos_token_id,
+            decoder_start_token_id=0,
+            dropout_rate=0.0,
         )
     )
     torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        in_channels=3, out_channels=3,
+    vae = diffusers.AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,  # 4 blocks: scale factor 8 like FLUX
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(4, 4, 4, 4), layers_per_block=1,
-        latent_channels=_LATENT_CHANNELS, norm_num_groups=2, sample_size=64,
-        use_quant_conv=False, use_post_quant_conv=False,
-        shift_factor=0.1159, scaling_factor=0.3611,  # FLUX's own values
+        block_out_channels=(4, 4, 4, 4),
+        layers_per_block=1,
+        latent_channels=_LATENT_CHANNELS,
+        norm_num_groups=2,
+        sample_size=64,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.1159,
+        scaling_factor=0.3611,  # FLUX's own values
     )
-    scheduler = FlowMatchEulerDiscreteScheduler(
-        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
-        base_image_seq_len=256, max_image_seq_len=4096,
+    scheduler = diffusers.FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
     )
     # Modules built from configs start in train() mode (dropout on, outputs random);
     # from_pretrained() returns eval() modules, so match it.
     for module in (transformer, text_encoder, text_encoder_2, vae):
         module.eval()
     return {
-        "scheduler": scheduler, "vae": vae, "text_encoder": text_encoder,
-        "tokenizer": tokenizer, "text_encoder_2": text_encoder_2, "tokenizer_2": tokenizer_2,
-        "transformer": transformer, "image_encoder": None, "feature_extractor": None,
+        "scheduler": scheduler,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "text_encoder_2": text_encoder_2,
+        "tokenizer_2": tokenizer_2,
+        "transformer": transformer,
+        "image_encoder": None,
+        "feature_extractor": None,
     }
 
 
@@ -161,9 +196,7 @@ def build_tiny_flux_pipeline(*, seed: int = 0, **options: Any) -> Any:
         image = pipe("a cat", height=64, width=64, num_inference_steps=2).images[0]
         ```
     """
-    from diffusers import FluxPipeline
-
-    pipe = FluxPipeline(**make_tiny_flux_components(seed=seed, **options))
+    pipe = _lib("diffusers").FluxPipeline(**make_tiny_flux_components(seed=seed, **options))
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -188,10 +221,9 @@ def _transformer(model: Any) -> Any:
     if hasattr(model, "transformer"):
         return model.transformer
     if isinstance(model, str | os.PathLike):
-        from diffusers import FluxTransformer2DModel
-
-        config = FluxTransformer2DModel.load_config(os.fspath(model), subfolder="transformer")
-        return FluxTransformer2DModel.from_config(config)
+        model_class = _lib("diffusers").FluxTransformer2DModel
+        config = model_class.load_config(os.fspath(model), subfolder="transformer")
+        return model_class.from_config(config)
     return model
 
 
@@ -227,8 +259,8 @@ def make_tiny_lora(
             or ``"unmatched"`` (well-formed LoRA keys naming modules the model does not have).
         targets: module name suffixes for the diffusers layout.
     """
-    import torch
-    from safetensors.torch import save_file
+    torch = _lib("torch")
+    save_file = _lib("safetensors.torch").save_file
 
     transformer = _transformer(model)
     generator = torch.Generator().manual_seed(seed)
@@ -274,19 +306,23 @@ def make_tiny_ip_adapter(
         #           image_encoder=str(ip_dir / "image_encoder"))
         ```
     """
-    import torch
-    from safetensors.torch import save_file
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+    torch, transformers = _lib("torch"), _lib("transformers")
+    save_file = _lib("safetensors.torch").save_file
 
     transformer = _transformer(model)
     cross_dim, hidden = transformer.config.joint_attention_dim, transformer.inner_dim
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-            image_size=32, patch_size=8, projection_dim=clip_dim,
+    encoder = transformers.CLIPVisionModelWithProjection(
+        transformers.CLIPVisionConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            projection_dim=clip_dim,
         )
     ).eval()
     encoder.save_pretrained(out / "image_encoder")

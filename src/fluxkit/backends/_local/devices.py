@@ -4,17 +4,41 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fluxkit._exceptions import ConfigurationError
+from fluxkit._exceptions import ConfigurationError, MissingDependencyError
 
-__all__ = ["Offload", "apply_memory_options", "check_offload", "pick_device", "pick_dtype"]
+__all__ = [
+    "Offload",
+    "apply_memory_options",
+    "check_offload",
+    "pick_device",
+    "pick_dtype",
+    "require_local_extra",
+]
 
 Offload = Literal["none", "model", "sequential"]
 
 _DTYPES = {
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
 }
+
+
+def require_local_extra() -> None:
+    """Raise :class:`MissingDependencyError` naming the first missing ``local`` package.
+
+    Only looks the packages up (no import), so constructing the backend stays cheap.
+    """
+    import importlib.util
+
+    for package in ("torch", "diffusers", "transformers", "peft", "safetensors"):
+        if importlib.util.find_spec(package) is None:
+            raise MissingDependencyError("the diffusers backend", extra="local", package=package)
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -93,10 +117,16 @@ def apply_memory_options(
     check_offload(offload, device)
     if offload == "none":
         pipe.to(device)
-    elif offload == "model":
-        pipe.enable_model_cpu_offload(device=device)
     else:
-        pipe.enable_sequential_cpu_offload(device=device)
+        try:
+            if offload == "model":
+                pipe.enable_model_cpu_offload(device=device)
+            else:
+                pipe.enable_sequential_cpu_offload(device=device)
+        except ImportError as exc:  # offload hooks come from accelerate
+            raise MissingDependencyError(
+                f"offload={offload!r}", extra="local", package="accelerate"
+            ) from exc
     if vae_tiling:
         pipe.vae.enable_tiling()
     if vae_slicing:

@@ -165,13 +165,16 @@ class LoraResolver:
     def _local(self, lora: LoRA, field: str) -> Path:
         path = Path(lora.source)
         if path.is_dir():
-            names = [lora.weight_name] if lora.weight_name else _pick_weight(
-                sorted(p.name for p in path.glob("*.safetensors")), lora, field
+            names = (
+                [lora.weight_name]
+                if lora.weight_name
+                else _pick_weight(sorted(p.name for p in path.glob("*.safetensors")), lora, field)
             )
             path = path / names[0]
         if not path.is_file():
-            raise InvalidRequestError(field, lora.source, "an existing .safetensors file",
-                                      reason="no such file")
+            raise InvalidRequestError(
+                field, lora.source, "an existing .safetensors file", reason="no such file"
+            )
         return path
 
     def _hub(self, lora: LoRA, field: str) -> Path:
@@ -180,13 +183,17 @@ class LoraResolver:
         except ImportError as exc:  # pragma: no cover - a dependency of diffusers
             from fluxkit._exceptions import MissingDependencyError
 
-            raise MissingDependencyError("hf:// LoRAs", extra="local", package="huggingface_hub") from exc
+            raise MissingDependencyError(
+                "hf:// LoRAs", extra="local", package="huggingface_hub"
+            ) from exc
         repo, revision = lora.repo_id or "", lora.revision
         filename = lora.filename
         try:
             if filename is None:
                 files = HfApi().list_repo_files(repo, revision=revision, token=self._token)
-                filename = _pick_weight([f for f in files if f.endswith(".safetensors")], lora, field)[0]
+                filename = _pick_weight(
+                    [f for f in files if f.endswith(".safetensors")], lora, field
+                )[0]
             return Path(hf_hub_download(repo, filename, revision=revision, token=self._token))
         except Exception as exc:
             mapped = _hub_error(exc, repo, filename, field, lora)
@@ -228,7 +235,9 @@ class LoraResolver:
 
 def _pickle_refused(lora: LoRA, field: str, name: str) -> InvalidRequestError:
     return InvalidRequestError(
-        field, lora.source, "a .safetensors file",
+        field,
+        lora.source,
+        "a .safetensors file",
         reason=f"{name} is a pickle format, which can execute code when loaded; convert it to "
         "safetensors (safetensors.torch.save_file(torch.load(f, weights_only=True), out))",
     )
@@ -242,8 +251,12 @@ def _download(lora: LoRA, field: str) -> list[bytes]:
             response.raise_for_status()
             return list(response.iter_bytes())
     except httpx.HTTPStatusError as exc:
-        raise InvalidRequestError(field, lora.source, "a downloadable .safetensors URL",
-                                  reason=f"HTTP {exc.response.status_code}") from exc
+        raise InvalidRequestError(
+            field,
+            lora.source,
+            "a downloadable .safetensors URL",
+            reason=f"HTTP {exc.response.status_code}",
+        ) from exc
     except httpx.HTTPError as exc:
         raise ConfigurationError(f"could not download LoRA {lora.source}: {exc}") from exc
 
@@ -257,12 +270,16 @@ def _pick_weight(names: list[str], lora: LoRA, field: str) -> list[str]:
         return names
     found = ", ".join(names[:8]) or "no .safetensors files"
     raise InvalidRequestError(
-        field, lora.source, "a source naming one .safetensors file (or weight_name=...)",
+        field,
+        lora.source,
+        "a source naming one .safetensors file (or weight_name=...)",
         reason=f"cannot tell which file to load: {found}",
     )
 
 
-def _hub_error(exc: Exception, repo: str, filename: str | None, field: str, lora: LoRA) -> Exception:
+def _hub_error(
+    exc: Exception, repo: str, filename: str | None, field: str, lora: LoRA
+) -> Exception:
     kind = type(exc).__name__
     page = f"https://huggingface.co/{repo}"
     if kind == "GatedRepoError":
@@ -270,16 +287,25 @@ def _hub_error(exc: Exception, repo: str, filename: str | None, field: str, lora
             f"LoRA repo {repo} is gated: accept its terms at {page} and set HF_TOKEN (or token=)"
         )
     if kind == "RepositoryNotFoundError":
-        return InvalidRequestError(field, lora.source, "an existing Hub repo",
-                                   reason=f"{repo} not found (private? set HF_TOKEN)")
+        return InvalidRequestError(
+            field,
+            lora.source,
+            "an existing Hub repo",
+            reason=f"{repo} not found (private? set HF_TOKEN)",
+        )
     if kind in ("EntryNotFoundError", "RemoteEntryNotFoundError"):
-        return InvalidRequestError(field, lora.source, "a file that exists in the repo",
-                                   reason=f"{filename} not found in {repo}")
+        return InvalidRequestError(
+            field,
+            lora.source,
+            "a file that exists in the repo",
+            reason=f"{filename} not found in {repo}",
+        )
     if kind == "LocalEntryNotFoundError" or isinstance(exc, OSError):
         return ConfigurationError(
             f"LoRA {lora.source} is not in the Hugging Face cache and the Hub cannot be reached "
             f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '')!r}): run "
-            f"`hf download {repo} {filename or ''}`".rstrip() + " with network access"
+            f"`hf download {repo} {filename or ''}`".rstrip()
+            + " with network access"
         )
     return exc
 
@@ -341,7 +367,12 @@ class AdapterCache:
         self._loaded.clear()
 
     def _ensure(
-        self, pipe: Any, lora: LoRA, file: LoraFile, field: str, keep: set[str],
+        self,
+        pipe: Any,
+        lora: LoRA,
+        file: LoraFile,
+        field: str,
+        keep: set[str],
         log: Callable[[str], None],
     ) -> str:
         name = self._loaded.get(file.sha256)
@@ -385,12 +416,16 @@ class AdapterCache:
             pipe.load_lora_weights(str(file.path), adapter_name=name)
         except Exception as exc:
             self._discard(pipe, name)
-            raise LoRALoadError(field, lora, file.path, file.format,
-                                f"{type(exc).__name__}: {_first_line(exc)}") from exc
+            raise LoRALoadError(
+                field, lora, file.path, file.format, f"{type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
         if not any(name in names for names in pipe.get_list_adapters().values()):
             # diffusers only logs "No LoRA keys associated to ..." here: refuse the silent no-op.
             raise LoRALoadError(
-                field, lora, file.path, file.format,
+                field,
+                lora,
+                file.path,
+                file.format,
                 "matches no module of the transformer or text encoder (no key carries a "
                 "'transformer.'/'text_encoder.' prefix diffusers recognises); is it a FLUX.1 LoRA?",
             )

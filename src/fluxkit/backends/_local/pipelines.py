@@ -44,13 +44,15 @@ class ModelSource:
         path = Path(model).expanduser()
         if path.suffix.lower() in _PICKLE_SUFFIXES:
             raise ModelUnavailableError(
-                model, f"{model}: pickle checkpoints ({path.suffix}) can execute code when loaded "
+                model,
+                f"{model}: pickle checkpoints ({path.suffix}) can execute code when loaded "
                 "and are refused; use a .safetensors checkpoint or a diffusers directory",
             )
         if path.is_dir():
             if not (path / "model_index.json").is_file():
                 raise ModelUnavailableError(
-                    model, f"{model} is not a diffusers pipeline directory (no model_index.json); "
+                    model,
+                    f"{model} is not a diffusers pipeline directory (no model_index.json); "
                     "save one with pipe.save_pretrained(dir), or pass a single .safetensors file",
                 )
             return cls("directory", str(path))
@@ -59,7 +61,8 @@ class ModelSource:
         if _REPO_ID.match(model) and not model.startswith((".", "~")):
             return cls("hub", model)
         raise ModelUnavailableError(
-            model, f"model {model!r} is neither an existing directory or file nor a Hugging Face "
+            model,
+            f"model {model!r} is neither an existing directory or file nor a Hugging Face "
             f"repo id such as {DEV_REPO!r}",
         )
 
@@ -68,24 +71,27 @@ def load_pipeline(
     source: ModelSource, *, dtype: Any, token: str | None, single_file_config: str | None
 ) -> Any:
     """A ``FluxPipeline`` for ``source``; hub failures become :class:`ModelUnavailableError`."""
-    from diffusers import FluxPipeline
+    import diffusers
 
+    lib: Any = diffusers  # partial annotations upstream; mypy --strict would reject the calls
     repo = source.location
     try:
         if source.kind == "file":
-            from diffusers import FluxTransformer2DModel
-
             # A single-file checkpoint (BFL/Civitai layout) holds the transformer only; the text
             # encoders, VAE and scheduler come from a diffusers config repo or directory.
             repo = single_file_config or (
                 SCHNELL_REPO if "schnell" in Path(source.location).name.lower() else DEV_REPO
             )
-            transformer = FluxTransformer2DModel.from_single_file(
+            transformer = lib.FluxTransformer2DModel.from_single_file(
                 source.location, config=repo, subfolder="transformer", dtype=dtype, token=token
             )
-            return FluxPipeline.from_pretrained(repo, transformer=transformer, dtype=dtype, token=token)
-        return FluxPipeline.from_pretrained(
-            source.location, dtype=dtype, token=token,
+            return lib.FluxPipeline.from_pretrained(
+                repo, transformer=transformer, dtype=dtype, token=token
+            )
+        return lib.FluxPipeline.from_pretrained(
+            source.location,
+            dtype=dtype,
+            token=token,
             local_files_only=source.kind == "directory",
         )
     except Exception as exc:
@@ -109,7 +115,8 @@ def _model_error(exc: BaseException, repo: str) -> ModelUnavailableError | None:
     page = f"https://huggingface.co/{repo}"
     if "GatedRepoError" in names or "gated" in text.lower() or " 401 " in f" {text} ":
         return ModelUnavailableError(
-            repo, f"{repo} is a gated model: open {page}, accept its licence while logged in, "
+            repo,
+            f"{repo} is a gated model: open {page}, accept its licence while logged in, "
             "create a read token at https://huggingface.co/settings/tokens and set HF_TOKEN "
             "(or pass token=...)",
         )
@@ -121,7 +128,8 @@ def _model_error(exc: BaseException, repo: str) -> ModelUnavailableError | None:
     if "LocalEntryNotFoundError" in names or "cached" in text or isinstance(exc, OSError):
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
         return ModelUnavailableError(
-            repo, f"{repo} is not (fully) in the local Hugging Face cache and {why}: download it "
+            repo,
+            f"{repo} is not (fully) in the local Hugging Face cache and {why}: download it "
             f"first with `hf download {repo}` (about 34 GB for FLUX.1; gated repos need their "
             f"licence accepted at {page} and HF_TOKEN set), or pass a local directory as model=",
         )
@@ -136,7 +144,9 @@ class IpAdapter:
     swapped: a dictionary assignment, no weights reloaded.
     """
 
-    def __init__(self, location: str, *, weight_name: str, image_encoder: str, token: str | None) -> None:
+    def __init__(
+        self, location: str, *, weight_name: str, image_encoder: str, token: str | None
+    ) -> None:
         path = Path(location).expanduser()
         if path.is_file():
             location, weight_name = str(path.parent), path.name
@@ -159,9 +169,12 @@ class IpAdapter:
         local = Path(self.location).is_dir()
         try:
             pipe.load_ip_adapter(
-                self.location, weight_name=self.weight_name,
+                self.location,
+                weight_name=self.weight_name,
                 image_encoder_pretrained_model_name_or_path=self.image_encoder,
-                image_encoder_dtype=dtype, token=self._token, local_files_only=local or None,
+                image_encoder_dtype=dtype,
+                token=self._token,
+                local_files_only=local or None,
             )
         except Exception as exc:
             mapped = _model_error(exc, self.location) or _model_error(exc, self.image_encoder)
