@@ -272,3 +272,35 @@ def test_nsfw_flags_become_warnings_not_dropped_images(fake_generator: fluxkit.G
     result = fake_generator.generate("nsfw test", size="square", n=2)
     assert len(result.images) == 2
     assert [w.index for w in result.warnings if isinstance(w, fluxkit.ContentFlagged)] == [0, 1]
+
+
+def _max_overlap(emulator: FakeProviderEmulator) -> int:
+    spans = [(job.created, job.finished_at) for job in emulator.jobs.values()]
+    return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+
+
+async def test_max_concurrency_bounds_calls_across_generate_calls(
+    fake_emulator: FakeProviderEmulator,
+) -> None:
+    fake_emulator.script.run_seconds = 0.15
+    async with fluxkit.AsyncGenerator("fake", emulator=fake_emulator, max_concurrency=2) as gen:
+        await asyncio.gather(*(gen.generate("fox", size="square", seed=i) for i in range(5)))
+    assert len(fake_emulator.jobs) == 5
+    assert _max_overlap(fake_emulator) == 2
+
+
+def test_sync_max_concurrency_bounds_calls_across_threads(
+    fake_emulator: FakeProviderEmulator,
+) -> None:
+    fake_emulator.script.run_seconds = 0.15
+    with fluxkit.Generator("fake", emulator=fake_emulator, max_concurrency=2) as gen:
+        threads = [
+            threading.Thread(target=gen.generate, args=("fox",), kwargs={"size": "square"})
+            for _ in range(5)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(fake_emulator.jobs) == 5
+    assert _max_overlap(fake_emulator) == 2

@@ -23,14 +23,17 @@ def capability_table(backend: str) -> str:
         "| model | aliases | LoRAs | img2img | reference image | images/call | sizes | steps (default) | guidance |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
+    from fluxkit._capabilities import UNLIMITED
+
     for model, caps in module.CAPABILITIES.items():
+        loras = "any" if caps.max_loras >= UNLIMITED else (caps.max_loras or "—")
         guidance = (
             f"{caps.default_guidance:g}"
             if caps.guidance and caps.default_guidance is not None
             else "ignored"
         )
         rows.append(
-            f"| `{model}` | {', '.join(aliases.get(model, [])) or '—'} | {caps.max_loras or '—'} "
+            f"| `{model}` | {', '.join(aliases.get(model, [])) or '—'} | {loras} "
             f"| {'yes' if caps.img2img else '—'} | {'yes' if caps.reference_image else '—'} "
             f"| {caps.max_images_per_call}{'' if caps.seeds_per_image else ' (1 per call for seeds)'} "
             f"| {caps.min_side}–{caps.max_side}, ×{caps.size_multiple} "

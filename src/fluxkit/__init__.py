@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from fluxkit._record import read_record
     from fluxkit._results import GeneratedImage, GenerationResult, Timings
     from fluxkit._types import SIZE_PRESETS, GenerationRequest, ImageLike, LoRA
+    from fluxkit._uploads import UploadCache
     from fluxkit._warnings import ContentFlagged, FluxkitWarning, ProviderNotice, RequestCoerced
 
 UnsupportedFeature = UnsupportedFeatureError
@@ -77,6 +78,7 @@ _LAZY: dict[str, str] = {
     "Started": "fluxkit._events",
     "Step": "fluxkit._events",
     "Timings": "fluxkit._results",
+    "UploadCache": "fluxkit._uploads",
     "read_record": "fluxkit._record",
 }
 
@@ -122,6 +124,7 @@ __all__ = [
     "UnknownBackendError",
     "UnsupportedFeature",
     "UnsupportedFeatureError",
+    "UploadCache",
     "__version__",
     "read_record",
 ]

@@ -26,7 +26,7 @@ from fluxkit._capabilities import Capabilities, ValidateMode
 from fluxkit._core import RetryPolicy
 from fluxkit._drivers import Deadline, FlowContext, FlowOutcome, arun_flow, run_flow
 from fluxkit._events import Completed, Event
-from fluxkit._exceptions import InvalidRequestError, JobCancelledError
+from fluxkit._exceptions import DeadlineExceeded, InvalidRequestError, JobCancelledError
 from fluxkit._local import local_outcome, run_local
 from fluxkit._planning import (
     GenerationParams,
@@ -187,13 +187,12 @@ class Generator(_GeneratorCore):
         )
         self._owns_client = http_client is None
         self._client = http_client or self._new_client()
+        # max_concurrency bounds provider calls in flight across all of this generator's calls
+        self._slots = threading.BoundedSemaphore(max_concurrency)
 
     def _new_client(self) -> httpx.Client:
         transport = self._backend.transport() if isinstance(self._backend, HttpBackend) else None
-        limits = httpx.Limits(
-            max_connections=max(10, self._max_concurrency * 2),
-            max_keepalive_connections=max(10, self._max_concurrency * 2),
-        )
+        limits = _pool_limits(self._max_concurrency)
         return httpx.Client(transport=transport, limits=limits, follow_redirects=True)
 
     def generate(
@@ -328,10 +327,22 @@ class Generator(_GeneratorCore):
             started = time.monotonic()
             return local_outcome(run_local(backend, call, _emitter(on_event), token), started)
         ctx = self._context(call, deadline, on_event, cancel)
-        outcome: FlowOutcome[CallOutput] = run_flow(
-            call_flow(backend, call, download=self._download), self._client, ctx
-        )
+        self._acquire_slot(deadline, cancel)
+        try:
+            outcome: FlowOutcome[CallOutput] = run_flow(
+                call_flow(backend, call, download=self._download), self._client, ctx
+            )
+        finally:
+            self._slots.release()
         return outcome
+
+    def _acquire_slot(self, deadline: Deadline | None, cancel: threading.Event) -> None:
+        """Wait for a free call slot, giving up on cancellation or at the deadline."""
+        while not self._slots.acquire(timeout=0.05):
+            if cancel.is_set():
+                raise JobCancelledError("cancelled while waiting for a slot", backend=self.backend)
+            if deadline is not None and deadline.remaining() <= 0:
+                raise DeadlineExceeded(deadline.timeout, backend=self.backend)
 
     def _fetch(self, url: str) -> bytes:
         ctx = FlowContext(self.backend, self._policy, Deadline.after(self._timeout))
@@ -409,15 +420,13 @@ class AsyncGenerator(_GeneratorCore):
         self._owns_client = http_client is None
         self._client = http_client or self._new_client()
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self._call_limiter: anyio.CapacityLimiter | None = None  # made in the loop, on first use
 
     def _new_client(self) -> httpx.AsyncClient:
         transport = (
             self._backend.async_transport() if isinstance(self._backend, HttpBackend) else None
         )
-        limits = httpx.Limits(
-            max_connections=max(10, self._max_concurrency * 2),
-            max_keepalive_connections=max(10, self._max_concurrency * 2),
-        )
+        limits = _pool_limits(self._max_concurrency)
         return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=True)
 
     async def generate(
@@ -453,7 +462,9 @@ class AsyncGenerator(_GeneratorCore):
     ) -> GenerationResult:
         started = time.monotonic()
         outcomes: list[FlowOutcome[CallOutput] | None] = [None] * len(plan.calls)
-        limiter = anyio.CapacityLimiter(self._max_concurrency)
+        if self._call_limiter is None:
+            self._call_limiter = anyio.CapacityLimiter(self._max_concurrency)
+        limiter = self._call_limiter
 
         async def run(call: Call) -> None:
             async with limiter:
@@ -530,6 +541,15 @@ class AsyncGenerator(_GeneratorCore):
 
     def __repr__(self) -> str:
         return f"AsyncGenerator({self._backend!r})"
+
+
+def _pool_limits(max_concurrency: int) -> httpx.Limits:
+    # One request in flight per call, plus room for cancels and downloads; httpcore scans every
+    # pooled connection per request, so the pool is not made larger than that.
+    return httpx.Limits(
+        max_connections=max(10, max_concurrency + 4),
+        max_keepalive_connections=max(10, max_concurrency),
+    )
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

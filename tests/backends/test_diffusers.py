@@ -314,6 +314,26 @@ def test_pickle_loras_are_refused_without_unpickling(
     assert caught.value.path == disguised
 
 
+def test_lora_formats_are_named_as_people_know_them() -> None:
+    from fluxkit.backends._local.loras import detect_format
+
+    assert detect_format(["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"]) == "kohya"
+    assert detect_format(["double_blocks.0.processor.proj_lora1.down.weight"]) == "xlabs"
+    assert detect_format(["transformer.transformer_blocks.0.attn.to_q.lora_A.weight"]) == (
+        "diffusers"
+    )
+    assert detect_format(["transformer_blocks.0.attn.to_q.lora_A.weight"]).startswith("peft")
+    assert detect_format(["model.weight"]).startswith("not a LoRA")
+
+
+def test_missing_lora_file_names_the_field(
+    make_gen: Callable[..., Generator], loras: dict[str, Path], tmp_path: Path
+) -> None:
+    gen = make_gen()
+    with pytest.raises(InvalidRequestError, match=r"loras\[1\].*no such file"):
+        run(gen, loras=[str(loras["a"]), str(tmp_path / "missing.safetensors")])
+
+
 def test_url_lora_is_cached_by_content_hash(
     make_gen: Callable[..., Generator],
     loras: dict[str, Path],

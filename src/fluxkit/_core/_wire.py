@@ -35,7 +35,8 @@ class HttpRequest:
 
     method: str
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # never shown: they carry credentials
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     json: Any = None
     content: bytes | None = None
     params: Mapping[str, str] | None = None

@@ -209,6 +209,9 @@ class DiffusersBackend(LocalBackend):
 
         Example:
             ```python
+            import fluxkit
+            from fluxkit.backends.diffusers import DiffusersBackend
+
             backend = DiffusersBackend(model="flux-schnell")
             backend.load()          # e.g. at server start, before the first request
             gen = fluxkit.Generator(backend)
@@ -287,6 +290,8 @@ class DiffusersBackend(LocalBackend):
         with self._lock:
             self._pipe = self._img2img = None
             self._adapters.clear()
+            if self._ip is not None:
+                self._ip.reset()
             gc.collect()
             import torch
 

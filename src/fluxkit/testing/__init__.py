@@ -27,6 +27,7 @@ from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
 from fluxkit.testing._replay import Replay, replay
 from fluxkit.testing.fake import FakeProviderEmulator
+from fluxkit.testing.fal import FalEmulator
 from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "Emulator",
     "EmulatorTransport",
     "FakeProviderEmulator",
+    "FalEmulator",
     "Failure",
     "Script",
     "TogetherEmulator",

@@ -16,7 +16,7 @@ import os
 import struct
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,7 +212,7 @@ class LoraResolver:
         if lora.source.startswith("data:"):
             from fluxkit._core._media import decode_data_uri
 
-            chunks: list[bytes] = [decode_data_uri(lora.source)[0]]
+            chunks: Iterable[bytes] = [decode_data_uri(lora.source)[0]]
         elif _offline():
             raise ConfigurationError(
                 f"LoRA {lora.source} is not in the fluxkit cache ({blobs}) and HF_HUB_OFFLINE "
@@ -224,9 +224,13 @@ class LoraResolver:
         index.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
         with tempfile.NamedTemporaryFile(dir=blobs, delete=False, suffix=".part") as tmp:
-            for chunk in chunks:
-                digest.update(chunk)
-                tmp.write(chunk)
+            try:
+                for chunk in chunks:  # streamed: a 300 MB LoRA never sits in memory
+                    digest.update(chunk)
+                    tmp.write(chunk)
+            except BaseException:
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
         blob = blobs / f"{digest.hexdigest()}.safetensors"
         os.replace(tmp.name, blob)  # atomic: concurrent processes never see half a file
         pointer.write_text(digest.hexdigest())
@@ -243,13 +247,13 @@ def _pickle_refused(lora: LoRA, field: str, name: str) -> InvalidRequestError:
     )
 
 
-def _download(lora: LoRA, field: str) -> list[bytes]:
+def _download(lora: LoRA, field: str) -> Iterator[bytes]:
     import httpx
 
     try:
         with httpx.stream("GET", lora.source, follow_redirects=True, timeout=60.0) as response:
             response.raise_for_status()
-            return list(response.iter_bytes())
+            yield from response.iter_bytes()
     except httpx.HTTPStatusError as exc:
         raise InvalidRequestError(
             field,

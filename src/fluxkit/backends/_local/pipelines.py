@@ -113,25 +113,27 @@ def _model_error(exc: BaseException, repo: str) -> ModelUnavailableError | None:
     names = {type(item).__name__ for item in chain}
     text = " ".join(str(item) for item in chain)
     page = f"https://huggingface.co/{repo}"
-    if "GatedRepoError" in names or "gated" in text.lower() or " 401 " in f" {text} ":
-        return ModelUnavailableError(
-            repo,
-            f"{repo} is a gated model: open {page}, accept its licence while logged in, "
-            "create a read token at https://huggingface.co/settings/tokens and set HF_TOKEN "
-            "(or pass token=...)",
-        )
-    if "RepositoryNotFoundError" in names:
+    gated = ModelUnavailableError(
+        repo,
+        f"{repo} is a gated model: open {page}, accept its licence while logged in, create a "
+        "read token at https://huggingface.co/settings/tokens and set HF_TOKEN (or token=...)",
+    )
+    if "GatedRepoError" in names:
+        return gated
+    if "RepositoryNotFoundError" in names:  # its message also mentions "gated": check it first
         return ModelUnavailableError(
             repo, f"{repo} was not found on the Hugging Face Hub (a private repo needs HF_TOKEN)"
         )
+    if "gated" in text.lower() or " 401 " in f" {text} " or " 403 " in f" {text} ":
+        return gated
     offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     if "LocalEntryNotFoundError" in names or "cached" in text or isinstance(exc, OSError):
         why = "HF_HUB_OFFLINE is set" if offline else "the Hub could not be reached"
         return ModelUnavailableError(
             repo,
             f"{repo} is not (fully) in the local Hugging Face cache and {why}: download it "
-            f"first with `hf download {repo}` (about 34 GB for FLUX.1; gated repos need their "
-            f"licence accepted at {page} and HF_TOKEN set), or pass a local directory as model=",
+            f"first with `hf download {repo}` (gated repos need their licence accepted at {page} "
+            "and HF_TOKEN set), or pass a local directory as model=",
         )
     return None
 
@@ -163,6 +165,11 @@ class IpAdapter:
     @property
     def loaded(self) -> bool:
         return self._with_ip is not None
+
+    def reset(self) -> None:
+        """Forget the processors of a pipeline that was dropped."""
+        self._plain = self._with_ip = None
+        self._active = False
 
     def load(self, pipe: Any, dtype: Any) -> None:
         self._plain = dict(pipe.transformer.attn_processors)
