@@ -28,14 +28,19 @@ def serve(latency: float, conn: Connection) -> None:
         conn.recv()  # until the parent says stop
 
 
-async def run(url: str, jobs: int, concurrency: int) -> float:
-    async with fluxkit.AsyncGenerator("fake", base_url=url, max_concurrency=concurrency) as gen:
-        await gen.generate("warm up", size=(256, 256), steps=1, seed=1)
-        limiter = asyncio.Semaphore(concurrency)
+async def run(url: str | None, jobs: int, concurrency: int, latency: float = 0.05) -> float:
+    options: dict[str, object] = {"base_url": url}
+    if url is None:  # in-process: the same emulator behind an httpx transport, no sockets
+        from fluxkit.testing import FakeProviderEmulator
 
-        async def one() -> None:
-            async with limiter:
-                await gen.generate("a fox", size=(256, 256), steps=1, seed=1)
+        emulator = FakeProviderEmulator()
+        emulator.script.run_seconds = latency
+        options = {"emulator": emulator}
+    async with fluxkit.AsyncGenerator("fake", max_concurrency=concurrency, **options) as gen:  # type: ignore[arg-type]
+        await gen.generate("warm up", size=(256, 256), steps=1, seed=1)
+
+        async def one() -> None:  # the generator's max_concurrency bounds calls in flight
+            await gen.generate("a fox", size=(256, 256), steps=1, seed=1)
 
         started = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(jobs)))
@@ -47,7 +52,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--in-process", action="store_true", help="no sockets: fluxkit's own cost")
     args = parser.parse_args()
+    ideal = math.ceil(args.jobs / args.concurrency) * args.latency
+    if args.in_process:
+        wall = asyncio.run(run(None, args.jobs, args.concurrency, args.latency))
+        print(f"in-process: wall {wall:.3f} s, ideal {ideal:.3f} s, ratio {wall / ideal:.2f}")
+        return
 
     parent, child = multiprocessing.Pipe()
     server = multiprocessing.Process(target=serve, args=(args.latency, child), daemon=True)
@@ -58,7 +69,6 @@ def main() -> None:
     finally:
         parent.send("stop")
         server.join(timeout=5)
-    ideal = math.ceil(args.jobs / args.concurrency) * args.latency
     print(f"{args.jobs} jobs, concurrency {args.concurrency}, {args.latency * 1000:.0f} ms each")
     print(f"wall {wall:.3f} s, ideal {ideal:.3f} s, ratio {wall / ideal:.2f} (target <= 1.15)")
 

@@ -4,6 +4,7 @@ Three ways to serve a request stream that cycles among 3 LoRAs:
 
 * **cached switch** — fluxkit's path: adapters stay loaded (LRU), a switch is ``set_adapters``;
 * **cold load** — each LoRA read from disk and loaded (``max_loaded_loras=1`` evicts every time);
+* **hotswap load** — the same, refilling the one slot in place (``hotswap=8``);
 * **pipeline reload** — what a naive server does: ``FluxPipeline.from_pretrained`` per request.
 
 Each figure is the median over ``--rounds`` of the *switch* alone (the pipeline call that follows
@@ -63,14 +64,19 @@ def main() -> None:
         return times
 
     results: dict[str, float] = {}
-    for label, capacity in (("cached switch", 3), ("cold load", 1)):
+    for label, capacity, hotswap in (
+        ("cached switch", 3, None),
+        ("cold load", 1, None),
+        ("hotswap load", 1, 8),
+    ):
         backend = DiffusersBackend(model=str(model), device="cpu", max_loaded_loras=capacity,
-                                   lora_cache_dir=work / "cache")  # fmt: skip
+                                   hotswap=hotswap, lora_cache_dir=work / "cache")  # fmt: skip
         with fluxkit.Generator(backend) as gen:
             results[label] = statistics.median(cycle(gen, backend))
             stats = backend.stats
-            print(f"{label:16s} pipeline loads={stats.pipeline_loads} lora loads="
-                  f"{stats.loras.loads} hits={stats.loras.hits} evictions={stats.loras.evictions}")  # fmt: skip
+            print(f"{label:16s} pipeline loads={stats.pipeline_loads} lora loads={stats.loras.loads} "
+                  f"hits={stats.loras.hits} evictions={stats.loras.evictions} "
+                  f"hotswaps={stats.loras.hotswaps}")  # fmt: skip
 
     from diffusers import FluxPipeline
 

@@ -37,7 +37,7 @@ def capability_table(backend: str) -> str:
             f"| {'yes' if caps.img2img else '—'} | {'yes' if caps.reference_image else '—'} "
             f"| {caps.max_images_per_call}{'' if caps.seeds_per_image else ' (1 per call for seeds)'} "
             f"| {caps.min_side}–{caps.max_side}, ×{caps.size_multiple} "
-            f"| ≤{caps.max_steps} ({caps.default_steps}) | {guidance} |"
+            f"| {f'≤{caps.max_steps} ({caps.default_steps})' if caps.steps else 'fixed'} | {guidance} |"
         )
     return "\n".join(rows)
 

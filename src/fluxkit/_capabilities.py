@@ -39,6 +39,7 @@ class Capabilities:
         size_multiple, min_side, max_side: size rules.
         max_steps: steps cap; ``default_steps``/``default_guidance`` fill unset fields.
         guidance: the model uses guidance (schnell ignores it).
+        steps: the step count is a knob (pro models run a fixed schedule).
         local_loras: accepts LoRAs from local paths.
         output_formats: formats the provider can return.
     """
@@ -55,6 +56,7 @@ class Capabilities:
     default_steps: int = 28
     default_guidance: float | None = 3.5
     guidance: bool = True
+    steps: bool = True
     local_loras: bool = False
     output_formats: tuple[str, ...] = ("png", "jpeg")
     notes: str = ""
@@ -230,7 +232,16 @@ def check_request(
                 f"sides that are multiples of {caps.size_multiple} from {caps.min_side} to {caps.max_side} on {backend} {model}",
             )
 
-    if request.steps is None:
+    if not caps.steps:
+        if request.steps is not None:
+            # dropped in either mode: the request stays portable across backends
+            warnings.append(
+                RequestCoerced(
+                    "steps", request.steps, None, f"{model} runs a fixed number of steps"
+                )
+            )
+            changes["steps"] = None
+    elif request.steps is None:
         changes["steps"] = caps.default_steps
     elif request.steps > caps.max_steps:
         if coerce:
@@ -247,7 +258,12 @@ def check_request(
             raise InvalidRequestError(
                 "steps", request.steps, f"1 to {caps.max_steps} on {backend} {model}"
             )
-    if request.guidance is None and caps.guidance and caps.default_guidance is not None:
+    if request.guidance is not None and not caps.guidance:
+        warnings.append(
+            RequestCoerced("guidance", request.guidance, None, f"{model} takes no guidance")
+        )
+        changes["guidance"] = None
+    elif request.guidance is None and caps.guidance and caps.default_guidance is not None:
         changes["guidance"] = caps.default_guidance
 
     resolved = request.replace(**changes) if changes else request

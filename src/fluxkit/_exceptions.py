@@ -256,11 +256,15 @@ class DeadlineExceeded(FluxkitError, TimeoutError):
         backend: str,
         request_id: str | None = None,
         cancelled: bool = False,
+        local: bool = False,
     ) -> None:
         self.timeout = timeout
         self.backend = backend
         self.request_id = request_id
         self.cancelled = cancelled
         where = f" (request {request_id})" if request_id else ""
-        fate = "; the job was cancelled at the provider" if cancelled else ""
+        if local:
+            fate = "; the pipeline stopped at its next step" if cancelled else ""
+        else:
+            fate = "; the job was cancelled at the provider" if cancelled else ""
         super().__init__(f"{backend}: no result within {timeout:g} s{where}{fate}")

@@ -84,6 +84,13 @@ class _GeneratorCore:
             if issubclass(cls, HttpBackend):
                 self._backend = cls(api_key=api_key, base_url=base_url, model=model, **options)
             else:
+                for name, value in (("api_key", api_key), ("base_url", base_url)):
+                    if value is not None:
+                        raise InvalidRequestError(
+                            name,
+                            "<given>" if name == "api_key" else value,
+                            f"nothing: {backend!r} runs in this process (options: see its docs)",
+                        )
                 self._backend = cls(model=model, **options)
         if validate not in ("strict", "coerce"):
             raise InvalidRequestError("validate", validate, "'strict' or 'coerce'")
@@ -423,10 +430,14 @@ class AsyncGenerator(_GeneratorCore):
         self._call_limiter: anyio.CapacityLimiter | None = None  # made in the loop, on first use
 
     def _new_client(self) -> httpx.AsyncClient:
+        from fluxkit._transport import default_async_transport
+
+        limits = _pool_limits(self._max_concurrency)
         transport = (
             self._backend.async_transport() if isinstance(self._backend, HttpBackend) else None
         )
-        limits = _pool_limits(self._max_concurrency)
+        if transport is None:
+            transport = default_async_transport(limits)
         return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=True)
 
     async def generate(

@@ -25,9 +25,10 @@ class RequestCoerced(FluxkitWarning):
 class ContentFlagged(FluxkitWarning):
     """The provider's safety checker flagged image ``index`` (it may be blacked out)."""
 
-    def __init__(self, index: int, backend: str) -> None:
-        self.index, self.backend = index, backend
-        super().__init__(f"{backend} flagged image {index} as NSFW (it may be blank)")
+    def __init__(self, index: int, backend: str, *, dropped: bool = False) -> None:
+        self.index, self.backend, self.dropped = index, backend, dropped
+        fate = "the provider withheld it" if dropped else "it may be blank"
+        super().__init__(f"{backend} flagged image {index} as NSFW ({fate})")
 
 
 class ProviderNotice(FluxkitWarning):

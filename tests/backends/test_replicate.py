@@ -353,11 +353,10 @@ def test_a_prediction_canceled_elsewhere_raises(
     gen: fluxkit.Generator, emu: ReplicateEmulator
 ) -> None:
     emu.script.run_seconds = 0.3
-    emu.script.latency = 0.0
 
     def cancel_soon(event: Any) -> None:
         if isinstance(event, fluxkit.Started):
-            emu.cancel(_request(f"/v1/predictions/{event.request_id}/cancel"), event.request_id)
+            emu.resolve(_request(f"/v1/predictions/{event.request_id}/cancel"))
 
     with pytest.raises(JobCancelledError, match="canceled"):
         gen.generate("x", size=(512, 512), on_event=cancel_soon)

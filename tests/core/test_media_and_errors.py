@@ -53,6 +53,11 @@ def test_poll_schedule_starts_fast_and_backs_off_to_ceiling() -> None:
         ),
         ({"error": "worker crashed"}, "worker crashed", None),
         ({"title": "Invalid version"}, "Invalid version", None),
+        (
+            {"detail": "bad input", "invalid_fields": [{"field": "input.seed", "type": "type"}]},
+            "bad input",
+            "seed",
+        ),
         ("plain text", "plain text", None),
     ],
 )

@@ -27,6 +27,12 @@ def provider_message(body: Any) -> tuple[str | None, str | None]:
         return (body.strip() or None), None
     if not isinstance(body, dict):
         return None, None
+    invalid = body.get("invalid_fields")
+    if isinstance(invalid, list) and invalid and isinstance(invalid[0], dict):
+        # Replicate 422: {"detail": "...", "invalid_fields": [{"field": "input.seed", ...}]}
+        field = str(invalid[0].get("field") or "").removeprefix("input.") or None
+        text = body.get("detail") or invalid[0].get("description")
+        return (str(text) if text else None), field
     detail = body.get("detail")
     if isinstance(detail, list) and detail and isinstance(detail[0], dict):
         first = detail[0]

@@ -107,7 +107,11 @@ class CancelToken:
             from fluxkit._exceptions import DeadlineExceeded
 
             raise DeadlineExceeded(
-                self.timeout or 0.0, backend=backend, request_id=request_id, cancelled=True
+                self.timeout or 0.0,
+                backend=backend,
+                request_id=request_id,
+                cancelled=True,
+                local=True,
             )
         from fluxkit._exceptions import JobCancelledError
 

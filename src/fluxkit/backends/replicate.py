@@ -81,6 +81,7 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         notes="sizes snap to an aspect_ratio at 1 or 0.25 megapixels",
     ),
     FLUX_PRO: Capabilities(
+        steps=False,
         size_multiple=32,
         max_side=1440,
         guidance=False,

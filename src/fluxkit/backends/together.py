@@ -72,16 +72,16 @@ CAPABILITIES: Mapping[str, Capabilities] = {
     SCHNELL: replace(_NO_GUIDANCE, default_steps=4, notes="guidance-distilled; 4 steps"),
     DEV: replace(_BASE, notes="not in Together's current serverless list; LoRAs: FLUX.2-dev"),
     DEV_LORA: replace(_BASE, max_loras=2, notes="deprecated by Together (quickstart-flux-lora)"),
-    PRO_11: replace(_NO_GUIDANCE, notes="steps fixed by the provider"),
+    PRO_11: replace(_NO_GUIDANCE, steps=False, notes="steps fixed by the provider"),
     # Kontext edits `image=` as the prompt says: image_url, no strength.
     KONTEXT_PRO: replace(_NO_GUIDANCE, img2img=True, notes="image= is edited; no strength"),
     KONTEXT_MAX: replace(_NO_GUIDANCE, img2img=True, notes="image= is edited; no strength"),
     # The LoRA model now (docs.together.ai/docs/images-overview: "Supports guidance, steps, and
     # LoRAs"); reference_images but not image_url (docs/inference/images/reference-images).
     FLUX2_DEV: replace(_BASE, max_loras=2, reference_image=True, notes="LoRAs must suit FLUX.2"),
-    FLUX2_PRO: replace(_FLUX2_LARGE, img2img=True, reference_image=True, notes="steps fixed"),
+    FLUX2_PRO: replace(_FLUX2_LARGE, img2img=True, reference_image=True, steps=False, notes="steps fixed"),
     FLUX2_FLEX: replace(_BASE, max_side=2048, img2img=True, reference_image=True),
-    FLUX2_MAX: replace(_FLUX2_LARGE, notes="steps fixed"),
+    FLUX2_MAX: replace(_FLUX2_LARGE, steps=False, notes="steps fixed"),
     "*": replace(_NO_GUIDANCE, max_images_per_call=1, default_steps=20,
                  notes="any other Together image model id, passed through; its fields: extra="),
 }

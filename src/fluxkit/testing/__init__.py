@@ -28,6 +28,8 @@ from fluxkit.testing._render import render_fake_image
 from fluxkit.testing._replay import Replay, replay
 from fluxkit.testing.fake import FakeProviderEmulator
 from fluxkit.testing.fal import FalEmulator
+from fluxkit.testing.hub import HubEmulator
+from fluxkit.testing.replicate import ReplicateEmulator
 from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "FakeProviderEmulator",
     "FalEmulator",
     "Failure",
+    "HubEmulator",
+    "ReplicateEmulator",
     "Script",
     "TogetherEmulator",
     "TogetherModel",

@@ -7,7 +7,7 @@ later" (latency, long polls), so handlers never block. The same emulator runs
 * in-process, through :meth:`Emulator.transport` (an httpx transport for sync *and* async
   clients; deferrals sleep with ``time.sleep`` or ``anyio.sleep`` as the client needs), and
 * on a real ``127.0.0.1`` port, through :meth:`Emulator.serve` (for official SDKs and for
-  anything that must cross a socket).
+  anything that must cross a socket), served by asyncio + h11 on a background thread.
 
 Behaviour is scripted through :attr:`Emulator.script` (failure bursts with ``Retry-After``,
 response latency) and every request is kept in :attr:`Emulator.log`.
@@ -15,6 +15,7 @@ response latency) and every request is kept in :attr:`Emulator.log`.
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
 import re
 import threading
@@ -22,11 +23,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
+import h11
 import httpx
 
 __all__ = [
@@ -288,19 +289,17 @@ class Emulator:
 
     @contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-        """Run on a real loopback port; yields the base URL (``http://127.0.0.1:PORT``)."""
-        server = _Server((host, port), _handler_class(self))
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fluxkit-emulator",
-            daemon=True,
-        )
-        thread.start()
+        """Run on a real loopback port; yields the base URL (``http://127.0.0.1:PORT``).
+
+        The server is asyncio + h11 on a background thread: HTTP/1.1 keep-alive, chunked request
+        bodies, deferred answers awaited without holding a thread each.
+        """
+        server = _LoopbackServer(self, host, port)
+        server.start()
         try:
-            yield f"http://{host}:{server.server_address[1]}"
+            yield server.url
         finally:
-            server.shutdown()
-            server.server_close()
-            thread.join()
+            server.stop()
 
 
 def _emu_request(method: str, url: str, headers: dict[str, str], body: bytes) -> EmuRequest:
@@ -321,54 +320,118 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self.emulator = emulator
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        emu_request = _emu_request(
-            request.method, str(request.url), dict(request.headers), request.read()
-        )
-        status, headers, body = self.emulator.resolve(emu_request)
-        return httpx.Response(status, headers=headers, content=body, request=request)
+        body = request.read()
+        emu_request = _emu_request(request.method, str(request.url), dict(request.headers), body)
+        try:
+            status, headers, content = self.emulator.resolve(
+                emu_request, timeout=_read_timeout(request)
+            )
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc), request=request) from exc
+        return httpx.Response(status, headers=headers, content=content, request=request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         emu_request = _emu_request(request.method, str(request.url), dict(request.headers), body)
-        status, headers, content = await self.emulator.aresolve(emu_request)
+        try:
+            status, headers, content = await self.emulator.aresolve(
+                emu_request, timeout=_read_timeout(request)
+            )
+        except TimeoutError as exc:
+            raise httpx.ReadTimeout(str(exc), request=request) from exc
         return httpx.Response(status, headers=headers, content=content, request=request)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 256
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (deadline, cancelled task) is normal here, not a server error.
-        import sys
-
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
+def _read_timeout(request: httpx.Request) -> float | None:
+    value = (request.extensions.get("timeout") or {}).get("read")
+    return float(value) if value is not None else None
 
 
-def _handler_class(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as real providers
-        disable_nagle_algorithm = True  # headers and body go out as two writes
+class _LoopbackServer:
+    """An emulator on 127.0.0.1: an asyncio loop in a daemon thread speaking HTTP/1.1 with h11."""
 
-        def _serve(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length) if length else b""
-            request = _emu_request(self.command, self.path, dict(self.headers.items()), body)
-            status, headers, content = emulator.resolve(request)
-            self.send_response(status)
-            for key, value in headers.items():
-                if key.lower() not in ("content-length", "transfer-encoding"):
-                    self.send_header(key, value)
-            self.send_header("content-length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
+    def __init__(self, emulator: Emulator, host: str, port: int) -> None:
+        self.emulator, self.host, self.port = emulator, host, port
+        self.loop = asyncio.new_event_loop()
+        self.url = ""
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fluxkit-emulator", daemon=True)
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Silence the default stderr access log."""
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self._shutdown)
+        self._thread.join()
 
-    return Handler
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._server = self.loop.run_until_complete(
+            asyncio.start_server(self._connection, self.host, self.port, backlog=512)
+        )
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://{self.host}:{port}"
+        self._ready.set()
+        self.loop.run_forever()
+        self.loop.close()
+
+    def _shutdown(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._connections:
+            task.cancel()
+        self.loop.call_later(0.01, self.loop.stop)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        protocol = h11.Connection(h11.SERVER)
+        try:
+            while True:
+                request = await self._read_request(protocol, reader)
+                if request is None:
+                    return
+                status, headers, content = await self.emulator.aresolve(request)
+                head = [(k, v) for k, v in headers.items() if k.lower() != "content-length"]
+                head.append(("content-length", str(len(content))))
+                data = protocol.send(h11.Response(status_code=status, headers=head))
+                if content and request.method != "HEAD":
+                    data += protocol.send(h11.Data(data=content))
+                data += protocol.send(h11.EndOfMessage())
+                writer.write(data)
+                await writer.drain()
+                if protocol.our_state is h11.MUST_CLOSE:
+                    return
+                protocol.start_next_cycle()
+        except (ConnectionError, h11.ProtocolError, asyncio.CancelledError):
+            return  # a client that gave up (deadline, cancelled task) is normal here
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    @staticmethod
+    async def _read_request(
+        protocol: h11.Connection, reader: asyncio.StreamReader
+    ) -> EmuRequest | None:
+        head: h11.Request | None = None
+        body: list[bytes] = []
+        while True:
+            event = protocol.next_event()
+            if event is h11.NEED_DATA:
+                protocol.receive_data(await reader.read(65536))
+            elif isinstance(event, h11.Request):
+                head = event
+            elif isinstance(event, h11.Data):
+                body.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                assert head is not None
+                headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers}
+                return _emu_request(
+                    head.method.decode(), head.target.decode("latin-1"), headers, b"".join(body)
+                )
+            elif isinstance(event, h11.ConnectionClosed):
+                return None

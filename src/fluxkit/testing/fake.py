@@ -4,8 +4,9 @@ Protocol (JSON over HTTP, ``Authorization: Bearer <key>`` when the emulator has 
 
 =======  ====================================  ==============================================
 POST     /v1/generations                       submit -> 202 ``{id, status, queue_position}``
-GET      /v1/generations/{id}?wait=S           status; long-polls up to S s for a change
-GET      /v1/generations/{id}/result           images (base64 or URL) once completed, else 409
+GET      /v1/generations/{id}?wait=S           status; long-polls up to S s for a change;
+                                               the COMPLETED status carries ``result`` inline
+GET      /v1/generations/{id}/result           the result again (base64 or URL), else 409
 POST     /v1/generations/{id}/cancel           cancel -> 200, or 409 when already finished
 GET      /files/{name}                         image bytes for URL results
 =======  ====================================  ==============================================
@@ -167,7 +168,14 @@ class FakeProviderEmulator(Emulator):
                 },
             )
         job_id = f"fake-{next(self._ids):06d}"
-        waiting = sum(1 for job in self.jobs.values() if job.state(self.clock()) == "queued")
+        now = self.clock()
+        # jobs still queued: only the recent ones can be, so scan from the newest backwards
+        waiting = 0
+        if self.script.queue_seconds > 0:
+            for job in reversed(self.jobs.values()):
+                if job.created + job.queue_seconds <= now:
+                    break
+                waiting += job.state(now) == "queued"
         job = EmulatedJob(
             job_id,
             payload,
@@ -205,8 +213,11 @@ class FakeProviderEmulator(Emulator):
                 current = self._status_body(job)
             change = job.next_change(self.clock())
             if current != seen or change is None or self.clock() >= deadline:
+                if current["status"] == "COMPLETED":
+                    # the final status carries the result: one round trip fewer per job
+                    current["result"] = self._result(job, request)
                 return EmuResponse(200, json=current)
-            return Defer(max(0.0, min(change, deadline) - self.clock()) + 0.0005, answer)
+            return Defer(max(0.0, min(change, deadline) - self.clock()) + 0.0001, answer)
 
         return answer()
 
@@ -220,13 +231,17 @@ class FakeProviderEmulator(Emulator):
         state = job.state(self.clock())
         if state != "completed":
             return EmuResponse(409, json={"detail": f"job {job_id} is {_STATUS[state]}"})
-        if job.result is None:
-            host = request.header("host") or "fake.fluxkit.local"
-            job.result = {
-                "images": self._render(job, host),
-                "timings": {"inference": job.run_seconds},
-            }
-        return EmuResponse(200, json=job.result)
+        return EmuResponse(200, json=self._result(job, request))
+
+    def _result(self, job: EmulatedJob, request: EmuRequest) -> Any:
+        with self.lock:
+            if job.result is None:
+                host = request.header("host") or "fake.fluxkit.local"
+                job.result = {
+                    "images": self._render(job, host),
+                    "timings": {"inference": job.run_seconds},
+                }
+            return job.result
 
     @route("POST", r"/v1/generations/(?P<job_id>[\w-]+)/cancel")
     def cancel(self, request: EmuRequest, job_id: str) -> EmuResponse:

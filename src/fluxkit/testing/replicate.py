@@ -91,7 +91,7 @@ class ReplicateEmulator(Emulator):
     Example:
         ```python
         import fluxkit
-        from fluxkit.testing import ReplicateEmulator
+        from fluxkit.testing.replicate import ReplicateEmulator
 
         emu = ReplicateEmulator()
         emu.script.run_seconds = 0.05

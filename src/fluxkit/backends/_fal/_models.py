@@ -52,7 +52,7 @@ _BASE = Capabilities(max_images_per_call=4, seeds_per_image=False, output_format
 # strength (https://fal.ai/models/fal-ai/flux-lora/api, .../flux-lora/image-to-image/api).
 _DEV_FAMILY = replace(_BASE, max_loras=UNLIMITED, img2img=True, max_steps=50)
 # FLUX pro on fal has no steps or guidance knobs (fal-ai/flux-pro/v1.1 types).
-_PRO = replace(_BASE, guidance=False, default_guidance=None)
+_PRO = replace(_BASE, guidance=False, default_guidance=None, steps=False)
 
 CAPABILITIES: Mapping[str, Capabilities] = {
     DEV: replace(_DEV_FAMILY, notes=f"LoRAs switch to {LORA}, image= to {DEV_I2I} (automatically)"),

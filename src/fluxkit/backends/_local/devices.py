@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from fluxkit._exceptions import ConfigurationError, MissingDependencyError
@@ -16,6 +17,7 @@ __all__ = [
 ]
 
 Offload = Literal["none", "model", "sequential"]
+_MIN_DIFFUSERS = (0, 42)
 
 _DTYPES = {
     "bfloat16": "bfloat16",
@@ -34,11 +36,22 @@ def require_local_extra() -> None:
 
     Only looks the packages up (no import), so constructing the backend stays cheap.
     """
+    import importlib.metadata
     import importlib.util
 
     for package in ("torch", "diffusers", "transformers", "peft", "safetensors"):
         if importlib.util.find_spec(package) is None:
             raise MissingDependencyError("the diffusers backend", extra="local", package=package)
+    # Older diffusers ignore the `dtype=` argument and would load FLUX in float32 (twice the
+    # memory); FLUX IP-Adapter, LoRA hotswap and the converters used here are all present by then.
+    version = importlib.metadata.version("diffusers")
+    if tuple(int(part) for part in re.findall(r"\d+", version)[:2]) < _MIN_DIFFUSERS:
+        wanted = ".".join(map(str, _MIN_DIFFUSERS))
+        raise MissingDependencyError(
+            f"the diffusers backend (diffusers {version} is too old)",
+            extra="local",
+            package=f"diffusers>={wanted}",
+        )
 
 
 def pick_device(requested: str | None = None) -> str:

@@ -59,7 +59,7 @@ def outcome(
     if status == "failed" and _NSFW.search(error):
         # The safety checker refused the image: cog-flux fails the prediction when every
         # image is flagged. A warning (not an error) keeps the call's siblings' images.
-        warnings.append(ContentFlagged(call.index, backend))
+        warnings.append(ContentFlagged(call.index, backend, dropped=True))
         return CallOutput([], prediction_id, warnings, queued, running)
     if status == "failed":
         raise JobFailedError(
