@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from fluxkit._core import Flow
     from fluxkit._events import Event
     from fluxkit._types import GenerationRequest
+    from fluxkit.testing._emulator import Emulator
 
 __all__ = ["Call", "CallOutput", "CancelToken", "HttpBackend", "ImageOutput", "LocalBackend"]
 
@@ -185,11 +186,23 @@ class HttpBackend(_BackendBase):
     def flow(self, call: Call) -> Flow[CallOutput]:
         """The submit -> poll -> fetch flow for one call."""
 
+    emulator: Emulator | None = None
+    """An in-process provider emulator (``fluxkit.testing``) answering instead of the network,
+    unless ``base_url`` points elsewhere (e.g. at the same emulator on a real port)."""
+
     def transport(self) -> httpx.BaseTransport | None:
-        """A transport the sync client must use (the fake backend's in-process emulator)."""
-        return None
+        """The transport the sync client must use: the in-process emulator's, if any."""
+        emulator = self._in_process_emulator()
+        return emulator.transport() if emulator is not None else None
 
     def async_transport(self) -> httpx.AsyncBaseTransport | None:
+        emulator = self._in_process_emulator()
+        return emulator.transport() if emulator is not None else None
+
+    def _in_process_emulator(self) -> Emulator | None:
+        emulator = self.emulator
+        if emulator is not None and self.base_url == emulator.base_url.rstrip("/"):
+            return emulator
         return None
 
     def __repr__(self) -> str:

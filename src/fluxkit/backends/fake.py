@@ -28,8 +28,6 @@ from fluxkit._exceptions import JobCancelledError, JobFailedError, ResponseForma
 from fluxkit.backends._base import Call, CallOutput, HttpBackend, ImageOutput
 
 if TYPE_CHECKING:
-    import httpx
-
     from fluxkit.testing.fake import FakeProviderEmulator
 
 __all__ = ["CAPABILITIES", "MODEL_ALIASES", "FakeBackend", "backend_class"]
@@ -104,16 +102,6 @@ class FakeBackend(HttpBackend):
         if isinstance(api_key, Secret) or api_key is None:
             return api_key
         return Secret(api_key) if api_key else None
-
-    def transport(self) -> httpx.BaseTransport | None:
-        return self.emulator.transport() if self.emulator is not None and self._in_process else None
-
-    def async_transport(self) -> httpx.AsyncBaseTransport | None:
-        return self.emulator.transport() if self.emulator is not None and self._in_process else None
-
-    @property
-    def _in_process(self) -> bool:
-        return self.emulator is not None and self.base_url == self.emulator.base_url.rstrip("/")
 
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}

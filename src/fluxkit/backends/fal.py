@@ -52,8 +52,6 @@ from fluxkit.backends._fal._queue import (
 from fluxkit.backends._fal._storage import FalStorage
 
 if TYPE_CHECKING:
-    import httpx
-
     from fluxkit.testing.fal import FalEmulator
 
 __all__ = ["CAPABILITIES", "MODEL_ALIASES", "FalBackend", "backend_class"]
@@ -136,21 +134,6 @@ class FalBackend(HttpBackend):
     def resolve_model(self, request: GenerationRequest) -> str:
         """The endpoint: LoRAs switch flux-dev to flux-lora, an init image to image-to-image."""
         return endpoint_for(request.model or self.model or self.default_model, request)
-
-    def transport(self) -> httpx.BaseTransport | None:
-        emulator = self._in_process_emulator()
-        return emulator.transport() if emulator is not None else None
-
-    def async_transport(self) -> httpx.AsyncBaseTransport | None:
-        emulator = self._in_process_emulator()
-        return emulator.transport() if emulator is not None else None
-
-    def _in_process_emulator(self) -> FalEmulator | None:
-        """The emulator, when it answers in-process (no base_url pointing elsewhere)."""
-        emulator = self.emulator
-        if emulator is not None and self.base_url == emulator.base_url.rstrip("/"):
-            return emulator
-        return None
 
     def _headers(self) -> dict[str, str]:
         assert self.api_key is not None

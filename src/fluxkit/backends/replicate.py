@@ -39,8 +39,6 @@ from fluxkit.backends._replicate._progress import TERMINAL, PredictionWatcher
 from fluxkit.backends._replicate._results import outcome, prediction_of, refusal
 
 if TYPE_CHECKING:
-    import httpx
-
     from fluxkit._images import InputImage
     from fluxkit._types import GenerationRequest
     from fluxkit.testing.replicate import ReplicateEmulator
@@ -170,23 +168,6 @@ class ReplicateBackend(HttpBackend):
         if model not in self.capabilities_table:
             model = model.split(":", 1)[0]
         return super().capabilities(model)
-
-    # -- transport (in-process emulator) ---------------------------------------------------
-
-    def transport(self) -> httpx.BaseTransport | None:
-        emulator = self._in_process_emulator()
-        return emulator.transport() if emulator is not None else None
-
-    def async_transport(self) -> httpx.AsyncBaseTransport | None:
-        emulator = self._in_process_emulator()
-        return emulator.transport() if emulator is not None else None
-
-    def _in_process_emulator(self) -> ReplicateEmulator | None:
-        """The emulator, unless base_url points elsewhere (e.g. the emulator's real port)."""
-        emulator = self.emulator
-        if emulator is not None and self.base_url == emulator.base_url.rstrip("/"):
-            return emulator
-        return None
 
     # -- requests (pure) -------------------------------------------------------------------
 
