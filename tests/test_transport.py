@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from fluxkit._transport import LeanAsyncTransport, default_async_transport
-from fluxkit.testing import Defer, EmuRequest, EmuResponse, Emulator, route
+from fluxkit.testing import Defer, Emulator, EmuRequest, EmuResponse, route
 
 
 class Echo(Emulator):
@@ -47,7 +47,9 @@ async def test_concurrent_requests_open_parallel_connections(server: tuple[Echo,
     _, url = server
     transport = LeanAsyncTransport(max_connections=4)
     async with httpx.AsyncClient(transport=transport) as client:
-        responses = await asyncio.gather(*(client.post(f"{url}/echo", content=b"x") for _ in range(12)))
+        responses = await asyncio.gather(
+            *(client.post(f"{url}/echo", content=b"x") for _ in range(12))
+        )
     assert all(r.status_code == 200 for r in responses)
     assert 1 <= transport.connections_opened <= 4
 
