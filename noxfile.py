@@ -36,8 +36,20 @@ def tests_minimal(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run(
+        "ruff", "check", "src", "tests", "benchmarks", "examples", "docs/hooks", "noxfile.py"
+    )
+    session.run(
+        "ruff",
+        "format",
+        "--check",
+        "src",
+        "tests",
+        "benchmarks",
+        "examples",
+        "docs/hooks",
+        "noxfile.py",
+    )
 
 
 @nox.session(python="3.11")
