@@ -79,7 +79,10 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
         timeouts = request.extensions.get("timeout") or {}
         origin = (request.url.scheme, request.url.host, request.url.port or _default_port(request))
         body = await request.aread()
-        async with _timeout(timeouts.get("pool"), httpx.PoolTimeout, request):
+        if self._slots.locked():  # only a wait needs a timer
+            async with _timeout(timeouts.get("pool"), httpx.PoolTimeout, request):
+                await self._slots.acquire()
+        else:
             await self._slots.acquire()
         try:
             connection = self._take_idle(origin)
@@ -149,9 +152,11 @@ class LeanAsyncTransport(httpx.AsyncBaseTransport):
             if body:
                 outgoing += protocol.send(h11.Data(data=body))
             outgoing += protocol.send(h11.EndOfMessage())
-            async with _timeout(timeouts.get("write"), httpx.WriteTimeout, request):
-                connection.writer.write(outgoing)
-                await connection.writer.drain()
+            connection.writer.write(outgoing)
+            # Only what the kernel did not take at once needs a wait (and a timer).
+            if connection.writer.transport.get_write_buffer_size():
+                async with _timeout(timeouts.get("write"), httpx.WriteTimeout, request):
+                    await connection.writer.drain()
             async with _timeout(timeouts.get("read"), httpx.ReadTimeout, request):
                 status, response_headers, content = await self._read_response(connection, reused)
         except (_StaleConnection, httpx.TimeoutException):
