@@ -36,7 +36,7 @@ __all__ = [
 BACKEND_EXTRAS: dict[str, str] = {
     "diffusers": "local",
     "fake": "",
-    "fal": "fal",
+    "fal": "",  # speaks the queue and storage protocols itself; fal-client is not needed
     "replicate": "",
     "together": "",
 }

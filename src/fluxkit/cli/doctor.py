@@ -18,7 +18,6 @@ _PACKAGES: dict[str, tuple[str, ...]] = {
 _HELPERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "hub upload": ("hub", ("huggingface_hub",)),
     "face compositing": ("faces", ("cv2",)),
-    "fal uploads via fal-client": ("fal", ("fal_client",)),
 }
 
 
