@@ -94,11 +94,15 @@ def to_pil(image: InputImage) -> Any:
     from fluxkit._core._media import open_image
 
     if image.data is None and image.url:
+        # Through the driver, so a URL input gets the same retries and error mapping as anywhere.
         import httpx
 
-        response = httpx.get(image.url, follow_redirects=True, timeout=60.0)
-        response.raise_for_status()
-        return open_image(response.content).convert("RGB")
+        from fluxkit._drivers import FlowContext, run_flow
+        from fluxkit._planning import fetch_flow
+
+        with httpx.Client(follow_redirects=True) as client:
+            data = run_flow(fetch_flow(image.url), client, FlowContext("diffusers")).value
+        return open_image(data).convert("RGB")
     return image.to_pil().convert("RGB")
 
 
