@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -58,8 +58,11 @@ NOT_GIVEN: Any = _NotGiven()
 EventHandler = Callable[[Event], None]
 
 
-class _GeneratorCore:
-    """Shared, I/O-free part of both façades."""
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+
+
+class _GeneratorCore(Generic[ClientT]):
+    """Shared, I/O-free part of both façades; ``ClientT`` is the httpx client type."""
 
     _backend: HttpBackend | LocalBackend
 
@@ -75,6 +78,7 @@ class _GeneratorCore:
         max_concurrency: int = 8,
         validate: ValidateMode = "strict",
         download: bool = True,
+        http_client: ClientT | None = None,
         **options: Any,
     ) -> None:
         if isinstance(backend, HttpBackend | LocalBackend):
@@ -101,6 +105,16 @@ class _GeneratorCore:
         self._max_concurrency = max_concurrency
         self._validate: ValidateMode = validate
         self._download = download
+        self._owns_client = http_client is None
+        self._client: ClientT = http_client or self._new_client()
+        # max_concurrency bounds provider calls in flight across all of a generator's calls:
+        # a semaphore for threads (sync), a limiter made in the event loop on first use (async)
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._call_limiter: anyio.CapacityLimiter | None = None
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}  # one per local device (async)
+
+    def _new_client(self) -> ClientT:
+        raise NotImplementedError
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -137,7 +151,7 @@ def _emitter(on_event: EventHandler | None) -> EventHandler:
     return on_event if on_event is not None else (lambda event: None)
 
 
-class Generator(_GeneratorCore):
+class Generator(_GeneratorCore[httpx.Client]):
     """Generate FLUX images, blocking. Works in scripts, servers and inside Jupyter.
 
     Example:
@@ -164,38 +178,6 @@ class Generator(_GeneratorCore):
         http_client: an ``httpx.Client`` to use (its owner closes it).
         **options: backend-specific options.
     """
-
-    def __init__(
-        self,
-        backend: str | HttpBackend | LocalBackend = "fake",
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float | None = 600.0,
-        max_retries: int = 4,
-        max_concurrency: int = 8,
-        validate: ValidateMode = "strict",
-        download: bool = True,
-        http_client: httpx.Client | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            backend,
-            model=model,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            validate=validate,
-            download=download,
-            **options,
-        )
-        self._owns_client = http_client is None
-        self._client = http_client or self._new_client()
-        # max_concurrency bounds provider calls in flight across all of this generator's calls
-        self._slots = threading.BoundedSemaphore(max_concurrency)
 
     def _new_client(self) -> httpx.Client:
         transport = self._backend.transport() if isinstance(self._backend, HttpBackend) else None
@@ -377,7 +359,7 @@ class Generator(_GeneratorCore):
         return f"Generator({self._backend!r})"
 
 
-class AsyncGenerator(_GeneratorCore):
+class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
     """The async twin of :class:`Generator`: same arguments, same results.
 
     Cancelling the awaiting task cancels the job at the provider.
@@ -396,38 +378,6 @@ class AsyncGenerator(_GeneratorCore):
         asyncio.run(main())
         ```
     """
-
-    def __init__(
-        self,
-        backend: str | HttpBackend | LocalBackend = "fake",
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float | None = 600.0,
-        max_retries: int = 4,
-        max_concurrency: int = 8,
-        validate: ValidateMode = "strict",
-        download: bool = True,
-        http_client: httpx.AsyncClient | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(
-            backend,
-            model=model,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_retries=max_retries,
-            max_concurrency=max_concurrency,
-            validate=validate,
-            download=download,
-            **options,
-        )
-        self._owns_client = http_client is None
-        self._client = http_client or self._new_client()
-        self._limiters: dict[str, anyio.CapacityLimiter] = {}
-        self._call_limiter: anyio.CapacityLimiter | None = None  # made in the loop, on first use
 
     def _new_client(self) -> httpx.AsyncClient:
         from fluxkit._transport import default_async_transport
