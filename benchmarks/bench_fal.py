@@ -33,20 +33,8 @@ from fluxkit.testing.fal import FalEmulator
 _SIZE = {"width": 256, "height": 256}
 
 
-def _no_nagle() -> None:
-    """Work around the emulator server's two writes per answer (headers, then body).
-
-    With Nagle's algorithm on, the body waits for the client's delayed ACK: 40 ms per answer on
-    Linux. Real servers answer in one write or set TCP_NODELAY; so does this benchmark's.
-    """
-    import http.server
-
-    http.server.BaseHTTPRequestHandler.disable_nagle_algorithm = True
-
-
 def serve(latency: float, conn: Connection) -> None:
     """The emulator process: serve until the parent says stop, then report its CPU time."""
-    _no_nagle()
     emulator = FalEmulator(api_key="bench")
     emulator.script.run_seconds = latency
     with emulator.serve() as url:
@@ -61,13 +49,9 @@ async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, 
         "fal", api_key="bench", base_url=url, max_concurrency=concurrency
     ) as gen:
         await gen.generate("warm up", size=(256, 256), seed=7)
-        # max_concurrency bounds the calls of one generate(); across 500 generate() calls the
-        # bound is the caller's, as here.
-        limiter = asyncio.Semaphore(concurrency)
 
-        async def one() -> None:
-            async with limiter:
-                await gen.generate("a fox", size=(256, 256), seed=7)
+        async def one() -> None:  # max_concurrency bounds the calls in flight across generate()s
+            await gen.generate("a fox", size=(256, 256), seed=7)
 
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one() for _ in range(jobs)))
@@ -157,7 +141,6 @@ def fanout(jobs: int, concurrency: int, latency: float) -> None:
 
 
 def pickup(samples: int = 30, run_seconds: float = 0.2) -> None:
-    _no_nagle()
     emulator = FalEmulator(api_key="bench")
     emulator.script.run_seconds = run_seconds
     with emulator.serve() as url:
