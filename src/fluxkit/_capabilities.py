@@ -266,5 +266,6 @@ def check_request(
     elif request.guidance is None and caps.guidance and caps.default_guidance is not None:
         changes["guidance"] = caps.default_guidance
 
-    resolved = request.replace(**changes) if changes else request
+    # the changes are the table's own values (defaults, clamped sizes): no second validation
+    resolved = request.evolve(**changes) if changes else request
     return resolved, warnings

@@ -102,12 +102,12 @@ def plan_generation(
     )
     warnings.extend(coerced_by_caps)
     if request.seed is None:
-        request = request.replace(seed=secrets.randbelow(MAX_SEED + 1))
+        request = request.evolve(seed=secrets.randbelow(MAX_SEED + 1))
     assert request.seed is not None
     seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.n)]
     per_call = caps.max_images_per_call if caps.seeds_per_image else 1
     calls = [
-        Call(request.replace(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
+        Call(request.evolve(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
         for index, chunk in enumerate(
             seeds[start : start + per_call] for start in range(0, len(seeds), per_call)
         )

@@ -254,19 +254,24 @@ class _timeout:
 class _AsyncioOnly(httpx.AsyncBaseTransport):
     """The lean transport on asyncio; httpx's own under any other event loop (trio)."""
 
-    def __init__(self, lean: LeanAsyncTransport, fallback: httpx.AsyncBaseTransport) -> None:
-        self._lean, self._fallback = lean, fallback
+    def __init__(self, lean: LeanAsyncTransport, limits: httpx.Limits) -> None:
+        self._lean, self._limits = lean, limits
+        # made on first need: building it loads the CA bundle (tens of ms per generator)
+        self._fallback: httpx.AsyncBaseTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # trio, or another loop asyncio doesn't know
+            if self._fallback is None:
+                self._fallback = httpx.AsyncHTTPTransport(limits=self._limits)
             return await self._fallback.handle_async_request(request)
         return await self._lean.handle_async_request(request)
 
     async def aclose(self) -> None:
         await self._lean.aclose()
-        await self._fallback.aclose()
+        if self._fallback is not None:
+            await self._fallback.aclose()
 
 
 def default_async_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport | None:
@@ -280,7 +285,4 @@ def default_async_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport | 
     proxies = urllib.request.getproxies()
     if any(proxies.get(scheme) for scheme in ("http", "https", "all")):
         return None
-    return _AsyncioOnly(
-        LeanAsyncTransport(max_connections=limits.max_connections or 100),
-        httpx.AsyncHTTPTransport(limits=limits),
-    )
+    return _AsyncioOnly(LeanAsyncTransport(max_connections=limits.max_connections or 100), limits)

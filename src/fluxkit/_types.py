@@ -395,6 +395,11 @@ class GenerationRequest(BaseModel):
             return None
         return 0.75 if self.strength is None else self.strength
 
+    def evolve(self, **changes: Any) -> GenerationRequest:
+        """A copy with trusted changes, not validated again (fluxkit's own bookkeeping:
+        capability defaults, seeds, per-call ``n``). Use :meth:`replace` for user input."""
+        return self.model_copy(update=changes)
+
     def replace(self, **changes: Any) -> GenerationRequest:
         """A copy with some fields changed, validated again."""
         data = self.model_dump(exclude_defaults=False, by_alias=False)
