@@ -6,11 +6,12 @@ import asyncio
 import inspect
 import threading
 import time
+from typing import Any
 
 import pytest
 
 import fluxkit
-from fluxkit.testing import FakeProviderEmulator
+from fluxkit.testing import Defer, FakeProviderEmulator, route
 
 
 def public_methods(cls: type) -> dict[str, inspect.Signature]:
@@ -304,3 +305,25 @@ def test_sync_max_concurrency_bounds_calls_across_threads(
             thread.join()
     assert len(fake_emulator.jobs) == 5
     assert _max_overlap(fake_emulator) == 2
+
+
+class _SlowFiles(FakeProviderEmulator):
+    """Image downloads take 0.3 s, to see what overlaps them."""
+
+    @route("GET", r"/files/(?P<name>[\w.-]+)")
+    def file(self, request: Any, name: str) -> Any:
+        answer = super().file(request, name)
+        return Defer(0.3, lambda: answer)
+
+
+async def test_downloads_do_not_hold_a_concurrency_slot() -> None:
+    emulator = _SlowFiles(return_urls=True)
+    async with fluxkit.AsyncGenerator(
+        "fake", emulator=emulator, model="flux-pro", max_concurrency=1
+    ) as gen:
+        result = await gen.generate("fox", size="square", n=2)
+    assert all(image.is_loaded for image in result.images)
+    first_download = min(r.received_at for r in emulator.requests(r"^/files/"))
+    second_job = max(job.created for job in emulator.jobs.values())
+    # with one slot, the second job was submitted while the first image was still downloading
+    assert second_job < first_download + 0.3

@@ -32,8 +32,9 @@ from fluxkit._planning import (
     GenerationParams,
     Plan,
     assemble_result,
-    call_flow,
+    download_flow,
     fetch_flow,
+    pending_downloads,
     plan_generation,
 )
 from fluxkit._results import GenerationResult
@@ -171,7 +172,8 @@ class Generator(_GeneratorCore[httpx.Client]):
         base_url: the provider's API root (proxies, gateways, emulators).
         timeout: default whole-call deadline in seconds (queue + run + download); None: none.
         max_retries: retries for transient failures (429, 5xx, network).
-        max_concurrency: provider calls in flight when ``n`` is split.
+        max_concurrency: provider jobs in flight at once, across all of this generator's
+            calls (``n`` split into calls, concurrent ``generate()``s, threads).
         validate: ``"strict"`` raises on anything the backend cannot do; ``"coerce"`` adjusts
             it and returns a warning on the result.
         download: fetch image URLs before returning (default) or lazily on first use.
@@ -318,11 +320,12 @@ class Generator(_GeneratorCore[httpx.Client]):
         ctx = self._context(call, deadline, on_event, cancel)
         self._acquire_slot(deadline, cancel)
         try:
-            outcome: FlowOutcome[CallOutput] = run_flow(
-                call_flow(backend, call, download=self._download), self._client, ctx
-            )
+            outcome: FlowOutcome[CallOutput] = run_flow(backend.flow(call), self._client, ctx)
         finally:
             self._slots.release()
+        if self._download and pending_downloads(outcome.value):
+            # After the slot is freed: max_concurrency bounds provider jobs, not CDN downloads.
+            run_flow(download_flow(outcome.value), self._client, ctx)
         return outcome
 
     def _acquire_slot(self, deadline: Deadline | None, cancel: threading.Event) -> None:
@@ -429,7 +432,12 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
 
         async def run(call: Call) -> None:
             async with limiter:
-                outcomes[call.index] = await self._run_call(call, deadline, on_event)
+                outcome = await self._run_call(call, deadline, on_event)
+            if self._download and pending_downloads(outcome.value):
+                # After the slot is freed: max_concurrency bounds provider jobs, not downloads.
+                ctx = self._context(call, deadline, on_event)
+                await arun_flow(download_flow(outcome.value), self._client, ctx)
+            outcomes[call.index] = outcome
 
         if len(plan.calls) == 1:
             await run(plan.calls[0])
@@ -453,9 +461,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         if isinstance(backend, LocalBackend):
             return await self._run_local(backend, call, deadline, on_event)
         ctx = self._context(call, deadline, on_event)
-        outcome: FlowOutcome[CallOutput] = await arun_flow(
-            call_flow(backend, call, download=self._download), self._client, ctx
-        )
+        outcome: FlowOutcome[CallOutput] = await arun_flow(backend.flow(call), self._client, ctx)
         return outcome
 
     async def _run_local(

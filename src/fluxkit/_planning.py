@@ -27,7 +27,6 @@ __all__ = [
     "GenerationParams",
     "Plan",
     "assemble_result",
-    "call_flow",
     "fetch_flow",
     "plan_generation",
 ]
@@ -187,14 +186,20 @@ def assemble_result(
     )
 
 
-def call_flow(backend: HttpBackend, call: Call, *, download: bool) -> Flow[CallOutput]:
-    """The backend's flow for ``call``, then the download of any image URLs it returned."""
-    output: CallOutput = yield from backend.flow(call)
-    if download:
-        # Fetched now, inside the deadline: provider URLs expire and the user paid for these.
-        for image in output.images:
-            if image.data is None and image.url:
-                image.data = yield from _download(image.url)
+def pending_downloads(output: CallOutput) -> bool:
+    """Whether a call returned images as URLs only."""
+    return any(image.data is None and image.url for image in output.images)
+
+
+def download_flow(output: CallOutput) -> Flow[CallOutput]:
+    """Fetch the image URLs a call returned.
+
+    Run right after the call, inside the same deadline: provider URLs expire and the user paid
+    for these images.
+    """
+    for image in output.images:
+        if image.data is None and image.url:
+            image.data = yield from _download(image.url)
     return output
 
 
