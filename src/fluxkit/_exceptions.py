@@ -15,12 +15,18 @@ too, so generic handlers (``except ValueError``, ``except TimeoutError``) keep w
     │   ├── AuthenticationError              401/403: the key is wrong or lacks access
     │   ├── RateLimitError                   429 after retries: retry_after seconds when known
     │   ├── ProviderUnavailableError         5xx or connection failure after retries
+    │   │   └── JobMayExistError             a submission got no clear answer (502/504, a drop
+    │   │                                    after sending): the job may run; never resent
     │   ├── ProviderRejectedError            4xx: the provider refused the input (field named)
     │   ├── JobFailedError                   the job ran and failed (logs attached)
     │   ├── JobCancelledError                the job was cancelled (by you or the provider)
+    │   ├── ResultUnavailableError           the job finished (and is paid for) but its result or
+    │   │                                    images could not be fetched: carries their URLs
     │   └── ResponseFormatError              the provider answered something fluxkit cannot read
-    └── DeadlineExceeded (TimeoutError)      the whole-call ``timeout=`` passed; the job was
-                                             cancelled at the provider where it could be
+    ├── DeadlineExceeded (TimeoutError)      the whole-call ``timeout=`` passed; the job was
+    │                                        cancelled at the provider where it could be
+    └── OutputExistsError (FileExistsError)  a save would replace an existing file: pass
+                                             ``overwrite=True`` (``--overwrite``) to allow it
 
 Errors raised before any network call (``ConfigurationError``, ``InvalidRequestError``) mean no
 money was spent.
@@ -28,6 +34,8 @@ money was spent.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,13 +47,16 @@ __all__ = [
     "InvalidRequestError",
     "JobCancelledError",
     "JobFailedError",
+    "JobMayExistError",
     "MissingCredentialsError",
     "MissingDependencyError",
+    "OutputExistsError",
     "ProviderError",
     "ProviderRejectedError",
     "ProviderUnavailableError",
     "RateLimitError",
     "ResponseFormatError",
+    "ResultUnavailableError",
     "UnknownBackendError",
     "UnsupportedFeatureError",
 ]
@@ -212,6 +223,23 @@ class ProviderUnavailableError(ProviderError):
     """5xx or a connection failure that outlasted the retries."""
 
 
+class JobMayExistError(ProviderUnavailableError):
+    """A submission got no clear answer: the provider may have accepted it.
+
+    Raised on a gateway's 502/504 (or a 500) to a submit, or a connection that dropped after the
+    request was sent. fluxkit does not resend such a submission, because the first one may be
+    running and billed; check the provider's dashboard (or its list of recent jobs) before
+    submitting again.
+
+    Attributes:
+        url: where the submission was sent.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None, **kwargs: Any) -> None:
+        self.url = url
+        super().__init__(message, **kwargs)
+
+
 class ProviderRejectedError(ProviderError):
     """The provider refused the input (400/404/422). ``field`` names the input when it said."""
 
@@ -230,6 +258,22 @@ class JobFailedError(ProviderError):
 
 class JobCancelledError(ProviderError):
     """The job was cancelled at the provider (by this process or someone else)."""
+
+
+class ResultUnavailableError(ProviderError):
+    """The job finished — and is paid for — but its result or images could not be fetched.
+
+    Never a "job failed": the output exists at the provider. ``urls`` (result endpoint or image
+    URLs) and ``request_id`` let you fetch it later, e.g. with ``httpx.get(url)``, before the
+    provider's retention ends (fal: 6 minutes for large results, Replicate: 1 hour).
+
+    Attributes:
+        urls: the result or image URLs that could not be fetched.
+    """
+
+    def __init__(self, message: str, *, urls: Sequence[str] = (), **kwargs: Any) -> None:
+        self.urls = tuple(urls)
+        super().__init__(message, **kwargs)
 
 
 class ResponseFormatError(ProviderError):
@@ -268,3 +312,30 @@ class DeadlineExceeded(FluxkitError, TimeoutError):
         else:
             fate = "; the job was cancelled at the provider" if cancelled else ""
         super().__init__(f"{backend}: no result within {timeout:g} s{where}{fate}")
+
+
+# --- local files -------------------------------------------------------------------------------
+
+
+class OutputExistsError(FluxkitError, FileExistsError):
+    """Writing would replace an existing file, and ``overwrite=True`` was not given.
+
+    Nothing was written and the existing file is untouched.
+
+    Attributes:
+        path: the existing path.
+        hint: how to allow replacing it.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, hint: str = "pass overwrite=True to replace it"
+    ) -> None:
+        self.path = os.fspath(path)
+        self.hint = hint
+        super().__init__(errno.EEXIST, f"{self.path} already exists; {hint}", self.path)
+
+    def __str__(self) -> str:  # OSError would prefix "[Errno 17]" and append the path again
+        return str(self.strerror)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.path,), {"hint": self.hint})

@@ -10,20 +10,26 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from html import escape, unescape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fluxkit._core import _media
+from fluxkit._files import atomic_write, atomic_write_free_name
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from fluxkit._results import GeneratedImage
 
-__all__ = ["RECORD_VERSION", "read_record", "write_atomic", "write_image"]
+__all__ = [
+    "RECORD_VERSION",
+    "read_record",
+    "write_atomic",
+    "write_image",
+    "write_image_free_name",
+]
 
 RECORD_VERSION = 1
 _KEY = "fluxkit"
@@ -34,19 +40,11 @@ _FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` to ``path``, replacing it, so readers see the old file or the new one.
+
+    Kept for callers that own their files (the upload cache); see :mod:`fluxkit._files`.
+    """
+    return atomic_write(path, data, overwrite=True)
 
 
 def _xmp(record_json: str) -> bytes:
@@ -106,13 +104,37 @@ def encode_with_record(
     return buffer.getvalue()
 
 
-def write_image(image: GeneratedImage, path: Path, *, format: str | None = None) -> Path:
-    fmt = (format or _FORMATS.get(path.suffix.lower()) or image.format).lower()
+def _encode(image: GeneratedImage, fmt: str | None) -> bytes:
+    fmt = (fmt or image.format).lower()
     fmt = "jpeg" if fmt == "jpg" else fmt
+    if fmt not in ("png", "jpeg", "webp"):
+        raise ValueError(f"unsupported format {fmt!r}; use png, jpeg or webp")
     record = {"record_version": RECORD_VERSION, **image.record}
     pil = _media.open_image(image.data)
-    data = encode_with_record(pil, fmt, record, source_format=image.format)
-    return write_atomic(path, data)
+    return encode_with_record(pil, fmt, record, source_format=image.format)
+
+
+def write_image(
+    image: GeneratedImage, path: Path, *, format: str | None = None, overwrite: bool = False
+) -> Path:
+    """Encode ``image`` with its record and write it atomically to ``path``.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False (checked before encoding,
+            and again, atomically, when the file takes its name).
+    """
+    if not overwrite and os.path.lexists(path):
+        from fluxkit._exceptions import OutputExistsError
+
+        raise OutputExistsError(path)
+    data = _encode(image, format or _FORMATS.get(path.suffix.lower()))
+    return atomic_write(path, data, overwrite=overwrite)
+
+
+def write_image_free_name(image: GeneratedImage, folder: Path, stem: str, suffix: str) -> Path:
+    """Write ``image`` to ``folder/stem+suffix``, or the first free ``stem-N+suffix``."""
+    data = _encode(image, _FORMATS.get(suffix.lower()))
+    return atomic_write_free_name(folder, stem, suffix, data)
 
 
 def read_record(source: str | os.PathLike[str] | bytes) -> dict[str, Any] | None:

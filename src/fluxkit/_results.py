@@ -76,16 +76,43 @@ class GeneratedImage:
 
         return np.asarray(self.to_pil().convert("RGB"))
 
-    def save(self, path: str | os.PathLike[str], *, format: str | None = None) -> Path:
+    def save(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        overwrite: bool = False,
+    ) -> Path:
         """Write the image atomically, with its generation record embedded.
 
         The format follows ``format=`` or the file suffix (``.png``, ``.jpg``, ``.webp``); the
         record goes into a PNG text chunk or JPEG/WebP EXIF + XMP, and
-        :func:`fluxkit.read_record` reads it back.
+        :func:`fluxkit.read_record` reads it back. The file appears complete or not at all, with
+        the usual permissions (the umask applies).
+
+        Args:
+            path: the file to write; missing folders are created.
+            format: ``png``, ``jpeg`` or ``webp``; default from the suffix, else the image's own.
+            overwrite: replace ``path`` if it exists.
+
+        Returns:
+            The path written.
+
+        Raises:
+            OutputExistsError: ``path`` exists and ``overwrite`` is False; nothing is written.
+
+        Example:
+            ```python
+            import fluxkit
+
+            image = fluxkit.Generator("fake").generate("a fox", seed=7).image
+            image.save("fox.png")
+            image.save("fox.png", overwrite=True)  # without overwrite=True: OutputExistsError
+            ```
         """
         from fluxkit._record import write_image
 
-        return write_image(self, Path(path), format=format)
+        return write_image(self, Path(path), format=format, overwrite=overwrite)
 
     def _repr_png_(self) -> bytes:
         if self.format == "png":
@@ -136,14 +163,43 @@ class GenerationResult:
     def __len__(self) -> int:
         return len(self.images)
 
-    def save(self, directory: str | os.PathLike[str], *, prefix: str = "fluxkit") -> list[Path]:
-        """Save every image as ``{prefix}-{index}-{seed}.{format}`` in ``directory``."""
+    def save(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        prefix: str = "fluxkit",
+        overwrite: bool = False,
+    ) -> list[Path]:
+        """Save every image in ``directory`` (created if missing); returns the paths, in order.
+
+        Image ``i`` is named ``{prefix}-{i:02d}-{seed}.{format}`` (``{prefix}-{i:02d}.{format}``
+        when the seed is unknown). If that name is taken, ``-1``, ``-2``, ... is added before
+        the suffix (``fluxkit-00-7-1.png``), so running the same prompt and seed three times
+        keeps three files. Names are claimed atomically: concurrent saves never collide.
+        With ``overwrite=True`` the plain names are used and existing files replaced.
+
+        Example:
+            ```python
+            import fluxkit
+
+            result = fluxkit.Generator("fake").generate("a fox", seed=7, n=2)
+            result.save("out")  # [out/fluxkit-00-7.png, out/fluxkit-01-8.png]
+            result.save("out")  # [out/fluxkit-00-7-1.png, out/fluxkit-01-8-1.png]
+            ```
+        """
+        from fluxkit._record import write_image, write_image_free_name
+
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
-        return [
-            image.save(folder / f"{prefix}-{index:02d}-{image.seed}.{_suffix(image.format)}")
-            for index, image in enumerate(self.images)
-        ]
+        paths: list[Path] = []
+        for index, image in enumerate(self.images):
+            stem = f"{prefix}-{index:02d}" + ("" if image.seed is None else f"-{image.seed}")
+            suffix = f".{_suffix(image.format)}"
+            if overwrite:
+                paths.append(write_image(image, folder / f"{stem}{suffix}", overwrite=True))
+            else:
+                paths.append(write_image_free_name(image, folder, stem, suffix))
+        return paths
 
 
 def _suffix(fmt: str) -> str:
