@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 __all__ = ["register", "run"]
 
@@ -33,7 +35,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("target", help="image whose face is replaced")
     parser.add_argument("headshot", help="image the face comes from")
-    parser.add_argument("-o", "--output", required=True, help="where to write the result")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="where to write the result (.png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--fit", choices=("width", "height"), default="width")
     parser.add_argument("--scale", type=float, default=1.0, help="pasted face size multiplier")
     parser.add_argument("--blend", choices=("alpha", "poisson", "laplacian"), default="alpha")
@@ -72,7 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compose(args: argparse.Namespace) -> int:
+    from fluxkit.cli._output import check_new_file
     from fluxkit.faces import overlay_face, overlay_then_restyle
+    from fluxkit.faces._io import output_format
+
+    # Before any detection or paid restyle: a bad name or an existing file fails now (exit 2).
+    output_format(args.output)
+    check_new_file(args.output, overwrite=args.overwrite)
 
     overlay = {
         "fit": args.fit,
@@ -84,7 +98,7 @@ def _compose(args: argparse.Namespace) -> int:
     }
     if args.restyle is None and args.style is None:
         composite = overlay_face(args.target, args.headshot, **overlay)
-        composite.save(args.output)
+        composite.save(args.output, overwrite=args.overwrite)
         print(f"{args.output}: {'; '.join(composite.steps)}")
         return 0
 
@@ -103,9 +117,33 @@ def _compose(args: argparse.Namespace) -> int:
             fallback=args.fallback,
             **overlay,
         )
-    result.save(args.output)
+    saved = _save_paid(result, args.output, args.overwrite)
     for warning in result.warnings:
         print(f"fluxkit compose: warning: {warning}", file=sys.stderr)
     how = f"restyled on {backend}" if result.restyled else "overlay only"
-    print(f"{args.output}: {'; '.join(result.composite.steps)}; {how}")
+    print(f"{saved}: {'; '.join(result.composite.steps)}; {how}")
     return 0
+
+
+def _save_paid(result: Any, output: str, overwrite: bool) -> Path:
+    """Save a restyle that was paid for; a file that appeared meanwhile gets a free name."""
+    from fluxkit._exceptions import OutputExistsError
+    from fluxkit._files import atomic_write_free_name
+    from fluxkit.faces._io import output_format
+
+    try:
+        return Path(result.save(output, overwrite=overwrite))
+    except OutputExistsError:
+        import io
+
+        path = Path(output)
+        buffer = io.BytesIO()
+        image = result.image
+        fmt = output_format(path)
+        (image.convert("RGB") if fmt == "JPEG" else image).save(buffer, format=fmt)
+        saved = atomic_write_free_name(path.parent, path.stem, path.suffix, buffer.getvalue())
+        print(
+            f"fluxkit compose: warning: {path} appeared meanwhile; saved as {saved}",
+            file=sys.stderr,
+        )
+        return saved

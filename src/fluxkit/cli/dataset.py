@@ -31,7 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     pack.add_argument("--size", type=int, default=1024, help="short side in pixels (default 1024)")
     pack.add_argument("--face-crop", action="store_true", help="square crops centred on the face")
-    pack.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    pack.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output archive or non-empty folder",
+    )
     pack.add_argument(
         "-o",
         "--out",

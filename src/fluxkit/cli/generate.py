@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,25 +15,76 @@ from fluxkit._exceptions import InvalidRequestError
 __all__ = ["parse_lora", "parse_size", "register"]
 
 
+_SIZE = re.compile(r"^\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*$")
+_PRESET = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_SCALE_RANGE = (-4.0, 4.0)
+_LORA_ALLOWED = "SRC or SRC:SCALE, SCALE a number from -4 to 4"
+
+
 def parse_size(text: str) -> Any:
-    """``square_hd`` or ``768x1024``."""
-    if "x" in text and text.replace("x", "").isdigit():
-        width, height = text.split("x", 1)
-        return (int(width), int(height))
-    return text
+    """``square_hd`` or ``768x1024``; anything else is a usage error (exit 2).
+
+    Example:
+        ```python
+        from fluxkit.cli.generate import parse_size
+
+        parse_size("768x1024")  # (768, 1024)
+        ```
+    """
+    match = _SIZE.match(text)
+    if match:
+        return (int(match.group(1)), int(match.group(2)))
+    if _PRESET.match(text):
+        return text  # the generator checks the preset name against the model's
+    raise argparse.ArgumentTypeError(f"{text!r} is not a preset name or WIDTHxHEIGHT")
 
 
 def parse_lora(text: str) -> Any:
-    """``SRC[:SCALE]`` — the last ``:`` splits off a scale only when it parses as a number."""
+    """``SRC[:SCALE]``, strictly.
+
+    Only a trailing ``:<number>`` is a scale, and it must be within -4..4. A ``:`` followed by
+    something containing ``/`` or ``\\`` belongs to the source (``https://host:8080/x``,
+    ``hf://...``, ``C:\\loras\\x.safetensors``). A trailing ``:<not a number>`` is an error
+    unless the whole text names an existing file.
+
+    Raises:
+        InvalidRequestError: an empty source, a non-numeric or out-of-range scale.
+
+    Example:
+        ```python
+        from fluxkit.cli.generate import parse_lora
+
+        parse_lora("hf://me/style/s.safetensors:0.7").scale  # 0.7
+        parse_lora("https://host:8080/s.safetensors").scale  # 1.0
+        ```
+    """
     from fluxkit._types import LoRA
 
-    source, sep, scale = text.rpartition(":")
-    if sep and source and not source.endswith(("https", "hf")):
-        try:
-            return LoRA(source, scale=float(scale))
-        except ValueError:
-            pass
-    return LoRA(text)
+    source, sep, tail = text.rpartition(":")
+    if not text.strip():
+        raise InvalidRequestError("--lora", text, _LORA_ALLOWED, reason="empty")
+    scale = 1.0
+    if not sep or "/" in tail or "\\" in tail:
+        source = text
+    elif _NUMBER.match(tail.strip()):
+        scale = float(tail)
+        if not source.strip():
+            raise InvalidRequestError("--lora", text, _LORA_ALLOWED, reason="no source")
+        low, high = _SCALE_RANGE
+        if not (math.isfinite(scale) and low <= scale <= high):
+            raise InvalidRequestError(
+                "--lora", text, _LORA_ALLOWED, reason=f"scale {tail} out of range"
+            )
+    elif Path(text).expanduser().is_file():
+        source = text  # a local file whose name contains ':'
+    else:
+        what = "empty scale" if not tail else f"scale {tail!r} is not a number"
+        raise InvalidRequestError("--lora", text, _LORA_ALLOWED, reason=what)
+    try:
+        return LoRA(source, scale=scale)
+    except InvalidRequestError as exc:
+        raise InvalidRequestError("--lora", text, exc.allowed, reason=str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,7 +114,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--strength", type=float)
     parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"))
     parser.add_argument("--timeout", type=float, help="whole-call deadline in seconds")
-    parser.add_argument("-o", "--output", default=".", help="output directory")
+    parser.add_argument(
+        "-o",
+        "--output",
+        default=".",
+        help="output folder (default: .), or a file name ending in .png/.jpg/.jpeg/.webp "
+        "with -n 1. In a folder, images are named PREFIX-INDEX-SEED.EXT, with -1, -2, ... "
+        "added when the name is taken",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing files instead of choosing a free name / refusing",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.set_defaults(handler=run)
 
@@ -85,14 +150,44 @@ def describe(event: object) -> str | None:
     return None
 
 
+def _plan_output(args: argparse.Namespace) -> tuple[Path, bool]:
+    """Where the images go, and whether it is a single file; checked before anything is sent."""
+    from fluxkit.cli._output import IMAGE_SUFFIXES, check_folder, check_new_file
+
+    output = str(args.output)
+    path = Path(output).expanduser()
+    if path.suffix.lower() in IMAGE_SUFFIXES and not path.is_dir():
+        if args.n != 1:
+            raise InvalidRequestError(
+                "--output", output, "a folder when -n is more than 1", reason=f"-n {args.n}"
+            )
+        return check_new_file(output, overwrite=args.overwrite), True
+    return check_folder(output), False
+
+
+def _save(result: Any, path: Path, is_file: bool, overwrite: bool) -> list[Path]:
+    """Save the paid images; a file that appeared meanwhile gets a free name, not an error."""
+    if not is_file:
+        return list(result.save(path, overwrite=overwrite))
+    from fluxkit._exceptions import OutputExistsError
+    from fluxkit._record import write_image_free_name
+
+    image = result.images[0]
+    try:
+        return [image.save(path, overwrite=overwrite)]
+    except OutputExistsError:
+        saved = write_image_free_name(image, path.parent, path.stem, path.suffix)
+        print(f"warning: {path} appeared while generating; saved as {saved}", file=sys.stderr)
+        return [saved]
+
+
 def run(args: argparse.Namespace) -> int:
+    """Generate and save; every input, the output path included, is checked first."""
     from fluxkit._events import Step
     from fluxkit._generator import Generator
 
-    try:
-        loras = [parse_lora(item) for item in args.lora]
-    except ValueError as exc:
-        raise InvalidRequestError("--lora", args.lora, "SRC[:SCALE]", reason=str(exc)) from None
+    loras = [parse_lora(item) for item in args.lora]
+    output, is_file = _plan_output(args)
     params: dict[str, Any] = {"n": args.n, "loras": loras}
     for name in ("size", "steps", "guidance", "seed", "image", "strength", "output_format"):
         value = getattr(args, name)
@@ -113,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         result = generator.generate(args.prompt, on_event=show, **kwargs, **params)
     if not args.quiet and sys.stderr.isatty():
         print(file=sys.stderr)
-    for path in result.save(Path(args.output)):
+    for path in _save(result, output, is_file, args.overwrite):
         print(path)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)

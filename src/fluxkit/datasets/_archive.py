@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fluxkit._exceptions import InvalidRequestError
+from fluxkit._files import atomic_write
 
 __all__ = [
     "ArchiveLimits",
@@ -145,8 +146,18 @@ def extract_archive(
     path: str | os.PathLike[str],
     dest: str | os.PathLike[str],
     limits: ArchiveLimits | None = None,
+    *,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Extract safely into ``dest`` (created); returns the files written.
+
+    Each file is written atomically (complete or absent). An existing file is replaced only
+    with ``overwrite=True``; a symlink planted at a member's path is replaced, never written
+    through.
+
+    Raises:
+        UnsafeArchiveError: a member escapes ``dest`` or breaks a limit.
+        OutputExistsError: a member's path exists and ``overwrite`` is False.
 
     Example:
         ```python
@@ -159,17 +170,12 @@ def extract_archive(
     root.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, data in iter_archive(path, limits):
-        target = (root / name).resolve()
+        # The folder is resolved, not the file: a symlink planted at the member's own path is
+        # replaced by the new file, never followed.
+        target = (root / name).parent.resolve() / PurePosixPath(name).name
         if not target.is_relative_to(root):
             raise UnsafeArchiveError(os.fspath(path), name, "resolves outside the destination")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # O_NOFOLLOW: never write through a symlink planted in the destination.
-        fd = os.open(
-            target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644
-        )
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        written.append(target)
+        written.append(atomic_write(target, data, overwrite=overwrite))
     return written
 
 

@@ -44,12 +44,16 @@ ImagesLike = Union[str, os.PathLike[str], Sequence[Union[str, os.PathLike[str], 
 
 @dataclass
 class SourceItem:
-    """One input: a display name, its bytes or PIL image, and its sidecar caption."""
+    """One input: a display name, its bytes or PIL image, and its sidecar caption.
+
+    ``problem`` says why an input was skipped without being read (it is reported as dropped).
+    """
 
     name: str
     data: bytes | None
     image: Image.Image | None
     caption: str | None
+    problem: str | None = None
 
 
 def count_hint(images: ImagesLike) -> int | None:
@@ -116,8 +120,20 @@ def _explicit(
     return captions[index]
 
 
-def _sidecar(path: Path) -> str | None:
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path``, links followed, stays inside ``root`` (already resolved)."""
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError):  # a symlink loop
+        return False
+
+
+def _sidecar(path: Path, root: Path | None = None) -> str | None:
     caption = path.with_suffix(".txt")
+    if root is not None and caption.is_symlink() and not _inside(caption, root):
+        # A link out of the photo folder could put any readable file (a key, a password
+        # store) into the captions of an archive that is then uploaded.
+        return None
     if caption.is_file() and caption.stat().st_size <= _MAX_CAPTION_BYTES:
         return caption.read_text(encoding="utf-8-sig", errors="replace")
     return None
@@ -131,10 +147,19 @@ def _from_folder(
         raise InvalidRequestError(
             "captions", "a list", "a mapping of file name to caption when images is a folder"
         )
+    root = folder.resolve()
     for index, path in enumerate(files):
+        if not _inside(path, root):
+            yield SourceItem(
+                path.name, None, None, None, problem="symbolic link out of the folder: not read"
+            )
+            continue
         caption = _explicit(captions, index, path.name)
         yield SourceItem(
-            path.name, path.read_bytes(), None, caption if caption is not None else _sidecar(path)
+            path.name,
+            path.read_bytes(),
+            None,
+            caption if caption is not None else _sidecar(path, root),
         )
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-from fluxkit._exceptions import InvalidRequestError
+from fluxkit._exceptions import InvalidRequestError, OutputExistsError
 from fluxkit.datasets._captions import DEFAULT_TEMPLATE
 from fluxkit.datasets._targets import TARGETS, TargetSpec
 
-__all__ = ["check_args", "check_target", "output_path"]
+__all__ = ["check_args", "check_not_inside_input", "check_target", "output_path"]
 
 
 def check_target(target: str) -> TargetSpec:
@@ -37,15 +38,23 @@ def check_args(size: int, caption: str, policy: str, distance: int, min_side: in
 
 
 def output_path(spec: TargetSpec, out: Path, trigger: str, overwrite: bool) -> Path:
+    """The final output path; refuses, before any work, to replace an output without overwrite."""
     if spec.archive:
         if out.suffix.lower() == ".zip":
             if out.is_dir():
                 raise InvalidRequestError("out", str(out), "a .zip file path", reason="is a folder")
-            return out
-        if out.exists() and not out.is_dir():
-            raise InvalidRequestError("out", str(out), "a .zip path or a folder")
-        slug = re.sub(r"[^\w.-]+", "_", trigger).strip("_") or "dataset"
-        return out / f"{slug}-{spec.name}.zip"
+            final = out
+        else:
+            if out.exists() and not out.is_dir():
+                raise InvalidRequestError("out", str(out), "a .zip path or a folder")
+            slug = re.sub(r"[^\w.-]+", "_", trigger).strip("_") or "dataset"
+            final = out / f"{slug}-{spec.name}.zip"
+        if final.is_dir():
+            raise InvalidRequestError("out", str(final), "a .zip file path", reason="is a folder")
+        if not overwrite and os.path.lexists(final):
+            # Checked again, atomically, when the archive takes its name.
+            raise OutputExistsError(final, hint="pass overwrite=True (--overwrite) to replace it")
+        return final
     if out.exists():
         if not out.is_dir():
             raise InvalidRequestError("out", str(out), "a folder path", reason="is a file")
@@ -57,3 +66,31 @@ def output_path(spec: TargetSpec, out: Path, trigger: str, overwrite: bool) -> P
                 reason="folder is not empty",
             )
     return out.resolve()
+
+
+def check_not_inside_input(images: object, final: Path, *, folder_output: bool) -> None:
+    """Refuse an output that is an input, lies inside the input folder, or contains an input.
+
+    Packing ``photos.zip`` into ``photos.zip`` would replace the originals with the result, and
+    an output folder that contains the photos would be deleted by ``overwrite=True``.
+    """
+    target = final.expanduser().resolve()
+    sources: list[Path] = []
+    if isinstance(images, str | os.PathLike):
+        sources.append(Path(images).expanduser().resolve())
+    elif isinstance(images, list | tuple):
+        sources.extend(
+            Path(item).expanduser().resolve()
+            for item in images
+            if isinstance(item, str | os.PathLike)
+        )
+    for source in sources:
+        if target == source:
+            reason = "is the input"
+        elif source.is_dir() and target.is_relative_to(source):
+            reason = "is inside the input folder"
+        elif folder_output and source.is_relative_to(target):
+            reason = "contains the input"
+        else:
+            continue
+        raise InvalidRequestError("out", str(final), "a path outside the input", reason=reason)

@@ -28,7 +28,12 @@ from fluxkit.datasets._images import (
     resize_short_side,
 )
 from fluxkit.datasets._inputs import ImagesLike, SourceItem, count_hint, iter_sources
-from fluxkit.datasets._options import check_args, check_target, output_path
+from fluxkit.datasets._options import (
+    check_args,
+    check_not_inside_input,
+    check_target,
+    output_path,
+)
 from fluxkit.datasets._report import DatasetRefusedError, DatasetReport, DroppedImage, ImageEntry
 from fluxkit.datasets._sinks import FolderSink, Sink, ZipSink
 from fluxkit.datasets._targets import TargetName, TargetSpec
@@ -89,7 +94,9 @@ def pack_dataset(
         near_duplicate_distance: perceptual-hash distance (bits of 64) at or below which an
             image is a near-duplicate; -1 disables near-duplicate removal.
         min_side: images whose short side is below this are dropped.
-        overwrite: replace an existing non-empty output folder.
+        overwrite: replace an existing archive or non-empty output folder. Without it an
+            existing output is never touched. The output may not be the input, lie inside the
+            input folder, or (for folders) contain the input.
         archive_limits: limits for reading a ``.zip`` input.
 
     Returns:
@@ -97,6 +104,7 @@ def pack_dataset(
 
     Raises:
         InvalidRequestError: a bad argument (named), before any image is read.
+        OutputExistsError: the archive exists and ``overwrite`` is False; nothing is written.
         DatasetRefusedError: fewer than 4 usable images remain; nothing is written.
 
     Example:
@@ -111,6 +119,7 @@ def pack_dataset(
     trigger = check_trigger(trigger)
     check_args(size, caption, trigger_policy, near_duplicate_distance, min_side)
     final = output_path(spec, Path(out).expanduser(), trigger, overwrite)
+    check_not_inside_input(images, final, folder_output=not spec.archive)
     hint = count_hint(images)
     report = DatasetReport(target=spec.name, trigger=trigger)
     if hint is not None and hint < MIN_IMAGES:
@@ -123,7 +132,11 @@ def pack_dataset(
             report.warnings.append(
                 'face crop needs OpenCV (pip install "fluxkit[faces]"): used centre crops'
             )
-    sink: Sink = ZipSink(final) if spec.archive else FolderSink(final, overwrite=overwrite)
+    sink: Sink = (
+        ZipSink(final, overwrite=overwrite)
+        if spec.archive
+        else FolderSink(final, overwrite=overwrite)
+    )
     try:
         _pack_all(
             images,
@@ -180,6 +193,9 @@ def _pack_all(
         def drop(reason: str, item: SourceItem = item, source_hash: str = source_hash) -> None:
             report.dropped.append(DroppedImage(item.name, source_hash, reason))
 
+        if item.problem is not None:
+            drop(item.problem)
+            continue
         source_digest = hashlib.sha256(item.data).hexdigest() if item.data is not None else ""
         if source_digest and (kept := index.exact(source_digest)):
             drop(f"exact duplicate of {kept}")

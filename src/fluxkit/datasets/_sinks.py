@@ -1,25 +1,31 @@
 """Where dataset files go: a zip, or a folder, written under a temporary name and renamed.
 
 Readers see the previous output or the complete new one, never half a dataset; a refused or
-failed pack leaves nothing behind. Files are written as they are produced, so memory holds one
-image at a time.
+failed pack leaves nothing behind, and the temporaries of a pack that was killed (recognisable
+``.<name>.fluxkit-<host>-<pid>-<random>.tmp`` names) are removed by the next pack writing beside
+them. Files are written as they are produced, so memory holds one image at a time. An existing
+output is replaced only with ``overwrite=True``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Protocol
+
+from fluxkit._exceptions import OutputExistsError
+from fluxkit._files import AtomicFile, clean_stale_temps, temp_name
 
 __all__ = ["FolderSink", "Sink", "ZipSink"]
 
 # A fixed timestamp makes archives byte-for-byte reproducible from the same inputs.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _STORED_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_HINT = "pass overwrite=True (--overwrite) to replace it"
 
 
 class Sink(Protocol):
@@ -35,15 +41,20 @@ class Sink(Protocol):
 
 
 class ZipSink:
-    """A flat zip written to ``<final>.<random>.tmp`` then renamed to ``final``."""
+    """A flat zip written to a temporary file beside ``final``, then renamed to ``final``.
 
-    def __init__(self, final: Path) -> None:
+    Without ``overwrite`` the rename refuses an existing ``final`` atomically
+    (:class:`~fluxkit.OutputExistsError`), even one that appeared while packing.
+    """
+
+    def __init__(self, final: Path, *, overwrite: bool = False) -> None:
         self.final = final
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        os.close(fd)
-        self._temp = Path(temp)
-        self._zip = zipfile.ZipFile(self._temp, "w", compression=zipfile.ZIP_DEFLATED)
+        self._file = AtomicFile(final, overwrite=overwrite, hint=_HINT)
+        try:
+            self._zip = zipfile.ZipFile(self._file.handle, "w", compression=zipfile.ZIP_DEFLATED)
+        except BaseException:
+            self._file.discard()
+            raise
 
     def add(self, name: str, data: bytes) -> None:
         info = zipfile.ZipInfo(name, date_time=_EPOCH)
@@ -55,26 +66,24 @@ class ZipSink:
 
     def commit(self) -> Path:
         self._zip.close()
-        with self._temp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self._temp, self.final)
-        return self.final
+        return self._file.commit()
 
     def discard(self) -> None:
-        self._zip.close()
-        self._temp.unlink(missing_ok=True)
+        with contextlib.suppress(Exception):
+            self._zip.close()
+        self._file.discard()
 
 
 class FolderSink:
-    """A folder built as ``.<name>.<random>.tmp`` beside ``final`` and renamed into place."""
+    """A folder built under a temporary name beside ``final`` and renamed into place."""
 
     def __init__(self, final: Path, *, overwrite: bool = False) -> None:
         self.final = final
         self._overwrite = overwrite
         final.parent.mkdir(parents=True, exist_ok=True)
-        self._temp = Path(
-            tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-        )
+        clean_stale_temps(final)
+        self._temp = temp_name(final)
+        self._temp.mkdir()
 
     def add(self, name: str, data: bytes) -> None:
         path = self._temp / name
@@ -83,16 +92,28 @@ class FolderSink:
 
     def commit(self) -> Path:
         old: Path | None = None
-        if self.final.exists():
-            if self.final.is_dir() and not any(self.final.iterdir()):
+        if self.final.exists() or self.final.is_symlink():
+            if (
+                self.final.is_dir()
+                and not self.final.is_symlink()
+                and not any(self.final.iterdir())
+            ):
                 self.final.rmdir()
-            elif self._overwrite and self.final.is_dir():
-                old = self.final.with_name(f".{self.final.name}.old-{os.getpid()}")
+            elif self._overwrite and self.final.is_dir() and not self.final.is_symlink():
+                # Named like a temp so that, if killed between the two renames, the next pack
+                # puts it back (clean_stale_temps) instead of losing the old dataset.
+                old = self._temp.with_suffix(".old")
                 os.replace(self.final, old)
             else:
                 self.discard()
-                raise FileExistsError(f"{self.final} exists and is not empty (use overwrite=True)")
-        os.replace(self._temp, self.final)
+                raise OutputExistsError(self.final, hint=_HINT)
+        try:
+            os.replace(self._temp, self.final)
+        except BaseException:
+            if old is not None:
+                os.replace(old, self.final)
+            self.discard()
+            raise
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.final

@@ -69,11 +69,14 @@ class Composite:
         done.append(f"{self.blend} blend")
         return tuple(done)
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write :attr:`image` (format from the suffix) and return the path."""
-        target = Path(path)
-        self.image.save(target)
-        return target
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write :attr:`image` atomically (format from the suffix) and return the path.
+
+        Raises ``OutputExistsError`` if ``path`` exists, unless ``overwrite=True``.
+        """
+        from fluxkit.faces._io import save_image
+
+        return save_image(self.image, path, overwrite=overwrite)
 
     def _repr_png_(self) -> bytes:
         from fluxkit._core._media import encode_image

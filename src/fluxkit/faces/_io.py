@@ -21,7 +21,16 @@ from fluxkit.faces._errors import UnreadableImageError
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["FaceImageLike", "Pixels", "load_bgr", "require_cv2", "to_pil"]
+__all__ = [
+    "OUTPUT_FORMATS",
+    "FaceImageLike",
+    "Pixels",
+    "load_bgr",
+    "output_format",
+    "require_cv2",
+    "save_image",
+    "to_pil",
+]
 
 Pixels = npt.NDArray[np.uint8]
 """An HxWx3 uint8 image in OpenCV's BGR channel order."""
@@ -30,6 +39,75 @@ FaceImageLike = Union[str, os.PathLike[str], bytes, "Image.Image", "npt.NDArray[
 """What the face functions accept: a path, encoded bytes, a PIL image, or an RGB/RGBA/grey
 uint8 array (channel order as Pillow and scikit-image use, *not* OpenCV's BGR). Objects with a
 ``to_pil()`` method (fluxkit's ``GeneratedImage``) work too."""
+
+
+OUTPUT_FORMATS: dict[str, str] = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
+"""Suffixes a composite can be saved as, and Pillow's format name for each."""
+
+
+def output_format(path: str | os.PathLike[str]) -> str:
+    """Pillow's format name for ``path``'s suffix, or an ``InvalidRequestError``.
+
+    Checked before any work (and before any paid restyle) so a typo in the output name cannot
+    waste a generation.
+
+    Example:
+        ```python
+        from fluxkit.faces._io import output_format
+
+        output_format("out.jpg")  # 'JPEG'
+        ```
+    """
+    from fluxkit._exceptions import InvalidRequestError
+
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InvalidRequestError(
+            "output", os.fspath(path), "a file name ending in " + ", ".join(OUTPUT_FORMATS)
+        )
+    return fmt
+
+
+def save_image(
+    image: Image.Image, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Encode ``image`` (format from the suffix) and write it atomically to ``path``.
+
+    The file appears complete or not at all; an existing file is replaced only with
+    ``overwrite=True``.
+
+    Raises:
+        InvalidRequestError: the suffix is not an image format.
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+
+    Example:
+        ```python
+        from PIL import Image
+        from fluxkit.faces._io import save_image
+
+        save_image(Image.new("RGB", (8, 8)), "black.png")
+        ```
+    """
+    from fluxkit._exceptions import OutputExistsError
+    from fluxkit._files import atomic_write
+
+    target = Path(path)
+    fmt = output_format(target)
+    if not overwrite and os.path.lexists(target):
+        raise OutputExistsError(target)
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return atomic_write(target, buffer.getvalue(), overwrite=overwrite)
 
 
 def require_cv2() -> Any:

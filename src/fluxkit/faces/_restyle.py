@@ -83,10 +83,14 @@ class RestyleResult:
         """True when :attr:`image` came from the img2img pass."""
         return self.generation is not None
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write :attr:`image` (format from the suffix) and return the path."""
-        self.image.save(Path(path))
-        return Path(path)
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write :attr:`image` atomically (format from the suffix) and return the path.
+
+        Raises ``OutputExistsError`` if ``path`` exists, unless ``overwrite=True``.
+        """
+        from fluxkit.faces._io import save_image
+
+        return save_image(self.image, path, overwrite=overwrite)
 
 
 def overlay_then_restyle(
