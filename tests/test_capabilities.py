@@ -8,11 +8,19 @@ from fluxkit._capabilities import Capabilities, check_request, coerce_size
 FIXED = Capabilities(steps=False, guidance=False, default_guidance=None)
 
 
-def test_fixed_step_models_drop_steps_and_guidance_with_warnings() -> None:
+def test_fixed_step_models_drop_steps_and_guidance_with_warnings_in_coerce_mode() -> None:
     request = fluxkit.GenerationRequest(prompt="x", steps=30, guidance=4.0)
-    resolved, warnings = check_request(request, FIXED, backend="b", model="pro", mode="strict")
+    resolved, warnings = check_request(request, FIXED, backend="b", model="pro", mode="coerce")
     assert (resolved.steps, resolved.guidance) == (None, None)
     assert {w.field for w in warnings} == {"steps", "guidance"}
+
+
+@pytest.mark.parametrize("field", ["steps", "guidance"])
+def test_strict_mode_refuses_a_parameter_the_model_would_drop(field: str) -> None:
+    request = fluxkit.GenerationRequest(prompt="x", **{field: 4})
+    with pytest.raises(fluxkit.UnsupportedFeatureError) as info:
+        check_request(request, FIXED, backend="b", model="pro", mode="strict")
+    assert info.value.field == field and info.value.value == 4
 
 
 def test_defaults_fill_only_what_the_model_uses() -> None:

@@ -49,7 +49,13 @@ if TYPE_CHECKING:
     from fluxkit._results import GeneratedImage, GenerationResult, Timings
     from fluxkit._types import SIZE_PRESETS, GenerationRequest, ImageLike, LoRA
     from fluxkit._uploads import UploadCache
-    from fluxkit._warnings import ContentFlagged, FluxkitWarning, ProviderNotice, RequestCoerced
+    from fluxkit._warnings import (
+        ContentFlagged,
+        FluxkitWarning,
+        ModelChosen,
+        ProviderNotice,
+        RequestCoerced,
+    )
 
 UnsupportedFeature = UnsupportedFeatureError
 """Alias of :class:`UnsupportedFeatureError`."""
@@ -73,6 +79,7 @@ _LAZY: dict[str, str] = {
     "ProviderNotice": "fluxkit._warnings",
     "Queued": "fluxkit._events",
     "RequestCoerced": "fluxkit._warnings",
+    "ModelChosen": "fluxkit._warnings",
     "Retrying": "fluxkit._events",
     "SIZE_PRESETS": "fluxkit._types",
     "Secret": "fluxkit._config",
@@ -109,6 +116,7 @@ __all__ = [
     "Log",
     "MissingCredentialsError",
     "MissingDependencyError",
+    "ModelChosen",
     "OutputExistsError",
     "ProviderError",
     "ProviderNotice",

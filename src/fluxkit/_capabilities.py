@@ -10,15 +10,28 @@ adjusted to the nearest allowed ones and a :class:`RequestCoerced` warning says 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from fluxkit._exceptions import InvalidRequestError, UnsupportedFeatureError
 from fluxkit._types import GenerationRequest
-from fluxkit._warnings import RequestCoerced
+from fluxkit._warnings import ModelChosen, RequestCoerced
 
-__all__ = ["Capabilities", "ValidateMode", "check_request", "coerce_size", "iter_capabilities"]
+if TYPE_CHECKING:
+    from fluxkit.backends._base import HttpBackend, LocalBackend
+
+__all__ = [
+    "Capabilities",
+    "ModelChoice",
+    "ValidateMode",
+    "check_request",
+    "coerce_size",
+    "iter_capabilities",
+    "resolve_model",
+]
 
 ValidateMode = Literal["strict", "coerce"]
 
@@ -41,6 +54,9 @@ class Capabilities:
         guidance: the model uses guidance (schnell ignores it).
         steps: the step count is a knob (pro models run a fixed schedule).
         local_loras: accepts LoRAs from local paths.
+        lora_scale: (lowest, highest) LoRA scale the provider accepts, bounds included.
+        strength: honours ``strength`` with ``image=`` (edit models take the image whole).
+        reference_strength: honours ``reference_strength`` with ``reference_image=``.
         output_formats: formats the provider can return.
     """
 
@@ -58,8 +74,67 @@ class Capabilities:
     guidance: bool = True
     steps: bool = True
     local_loras: bool = False
+    lora_scale: tuple[float, float] = (-4.0, 4.0)
+    strength: bool = True
+    reference_strength: bool = True
     output_formats: tuple[str, ...] = ("png", "jpeg")
     notes: str = ""
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model a backend would pick because the request needs it and names none.
+
+    Attributes:
+        model: the provider model id it would use.
+        feature: what forced the choice, e.g. ``"LoRAs"``.
+        field: the request field that asks for it.
+        candidates: what the caller can name instead (aliases with a word on each).
+    """
+
+    model: str
+    feature: str
+    field: str
+    candidates: tuple[str, ...]
+
+
+def resolve_model(
+    backend: HttpBackend | LocalBackend, request: GenerationRequest, mode: ValidateMode
+) -> tuple[str, list[RequestCoerced]]:
+    """The model to run ``request`` on, never switched behind the caller's back.
+
+    A backend whose default model cannot do what the request asks may offer a
+    :class:`ModelChoice` (``backend.choose_model(request)``): in ``"strict"`` mode that is an
+    :class:`UnsupportedFeatureError` naming the models to choose from; in ``"coerce"`` mode the
+    choice is taken and a :class:`ModelChosen` warning says so.
+
+    Example:
+        ```python
+        import fluxkit
+        from fluxkit._capabilities import resolve_model
+        from fluxkit.backends.together import TogetherBackend
+
+        request = fluxkit.GenerationRequest(prompt="x", loras=["hf://me/tok/t.safetensors"])
+        resolve_model(TogetherBackend(api_key="k"), request, "coerce")
+        # ("black-forest-labs/FLUX.2-dev", [ModelChosen(...)])
+        ```
+    """
+    choose = getattr(backend, "choose_model", None)
+    choice: ModelChoice | None = choose(request) if choose is not None else None
+    if choice is None:
+        return backend.resolve_model(request), []
+    if mode == "strict":
+        raise UnsupportedFeatureError(
+            f"{choice.feature} on the default model",
+            backend=backend.name,
+            model=backend.model_aliases.get(backend.default_model, backend.default_model),
+            supported_by=choice.candidates,
+            field="model",
+            value=None,
+            allowed="name a model that supports them (model=...)",
+        )
+    reason = f"{choice.feature} need one of: {'; '.join(choice.candidates)}"
+    return choice.model, [ModelChosen(choice.model, reason)]
 
 
 def backend_module(backend: str) -> Any:
@@ -121,7 +196,9 @@ def coerce_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], list[Reque
         return out, warnings
     for side in ("width", "height"):
         value = out.get(side)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+        if finite and not isinstance(value, bool):
+            assert isinstance(value, int | float)
             new = _nearest_side(int(value), generic)
             if new != value:
                 warnings.append(
@@ -173,22 +250,70 @@ def check_request(
             value=count,
             allowed=f"at most {caps.max_loras}",
         )
-    if not caps.local_loras:
-        for index, lora in enumerate(request.loras):
-            if lora.kind == "path":
-                unsupported(
-                    "LoRAs from local files",
-                    lambda c: c.local_loras,
-                    field=f"loras[{index}]",
-                    value=lora.source,
-                    allowed="hf:// or https:// sources",
-                )
+    for index, lora in enumerate(request.loras):
+        if lora.kind != "path":
+            continue
+        if not caps.local_loras:
+            unsupported(
+                "LoRAs from local files",
+                lambda c: c.local_loras,
+                field=f"loras[{index}]",
+                value=lora.source,
+                allowed="hf:// or https:// sources",
+            )
+        if not _is_file(lora.source):
+            raise InvalidRequestError(
+                f"loras[{index}].source",
+                lora.source,
+                "an existing local .safetensors file, hf://owner/repo[/file] or an https:// URL",
+                reason="no such file",
+            )
+    low, high = caps.lora_scale
+    scales = list(request.loras)
+    for index, lora in enumerate(request.loras):
+        if low <= lora.scale <= high:
+            continue
+        if not coerce:
+            raise InvalidRequestError(
+                f"loras[{index}].scale", lora.scale, f"{low:g} to {high:g} on {backend} {model}"
+            )
+        clamped = min(high, max(low, lora.scale))
+        scales[index] = lora.model_copy(update={"scale": clamped})
+        warnings.append(
+            RequestCoerced(
+                f"loras[{index}].scale",
+                lora.scale,
+                clamped,
+                f"{backend} {model} takes {low:g} to {high:g}",
+            )
+        )
+    if scales != list(request.loras):
+        changes["loras"] = tuple(scales)
     if request.image is not None and not caps.img2img:
         unsupported("img2img (image=)", lambda c: c.img2img, field="image", value="<image>")
     if request.reference_image is not None and not caps.reference_image:
         unsupported(
             "reference_image", lambda c: c.reference_image, field="reference_image", value="<image>"
         )
+    for name, honoured in (
+        ("strength", caps.strength),
+        ("reference_strength", caps.reference_strength),
+    ):
+        value = getattr(request, name)
+        if value is None or honoured:
+            continue
+        if not coerce:
+            unsupported(
+                name,
+                lambda c, name=name: (
+                    getattr(c, name) and (c.img2img if name == "strength" else c.reference_image)
+                ),
+                field=name,
+                value=value,
+                allowed="leave it unset",
+            )
+        changes[name] = None
+        warnings.append(RequestCoerced(name, value, None, f"{backend} {model} ignores it"))
     if request.output_format not in caps.output_formats:
         if coerce:
             changes["output_format"] = caps.output_formats[0]
@@ -234,7 +359,14 @@ def check_request(
 
     if not caps.steps:
         if request.steps is not None:
-            # dropped in either mode: the request stays portable across backends
+            if not coerce:
+                unsupported(
+                    "steps",
+                    lambda c: c.steps,
+                    field="steps",
+                    value=request.steps,
+                    allowed=f"unset: {model} runs a fixed number of steps",
+                )
             warnings.append(
                 RequestCoerced(
                     "steps", request.steps, None, f"{model} runs a fixed number of steps"
@@ -259,6 +391,14 @@ def check_request(
                 "steps", request.steps, f"1 to {caps.max_steps} on {backend} {model}"
             )
     if request.guidance is not None and not caps.guidance:
+        if not coerce:
+            unsupported(
+                "guidance",
+                lambda c: c.guidance,
+                field="guidance",
+                value=request.guidance,
+                allowed=f"unset: {model} takes no guidance",
+            )
         warnings.append(
             RequestCoerced("guidance", request.guidance, None, f"{model} takes no guidance")
         )
@@ -269,3 +409,10 @@ def check_request(
     # the changes are the table's own values (defaults, clamped sizes): no second validation
     resolved = request.evolve(**changes) if changes else request
     return resolved, warnings
+
+
+def _is_file(source: str) -> bool:
+    try:
+        return Path(source).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False

@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from fluxkit._capabilities import Capabilities, ValidateMode, check_request, coerce_params
+from fluxkit._capabilities import (
+    Capabilities,
+    ValidateMode,
+    check_request,
+    coerce_params,
+    resolve_model,
+)
 from fluxkit._core import Flow, HttpRequest, send
 from fluxkit._core._media import decode_data_uri, sniff_format
 from fluxkit._drivers import FlowOutcome
@@ -94,7 +100,8 @@ def plan_generation(
             params, coerced = coerce_params(params)
             warnings.extend(coerced)
         request = GenerationRequest(prompt=prompt, **params)
-    model = backend.resolve_model(request)
+    model, chosen = resolve_model(backend, request, mode)  # never switched silently
+    warnings.extend(chosen)
     caps = backend.capabilities(model)
     request, coerced_by_caps = check_request(
         request, caps, backend=backend.name, model=model, mode=mode

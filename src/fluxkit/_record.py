@@ -10,10 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import zlib
 from collections.abc import Mapping
 from html import escape, unescape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from fluxkit._core import _media
 from fluxkit._files import atomic_write, atomic_write_free_name
@@ -149,11 +150,14 @@ def read_record(source: str | os.PathLike[str] | bytes) -> dict[str, Any] | None
         fluxkit.read_record(path)["seed"]   # 3
         ```
     """
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    image = _media.open_image(data)
-    text = image.info.get(_KEY) if image.format == "PNG" else None
-    if text is None:
-        text = _record_from_exif(image) or _record_from_xmp(image)
+    # Metadata only: the pixels are never decoded, so a 144 MP file costs its headers, not GBs.
+    handle = io.BytesIO(source) if isinstance(source, bytes) else Path(source).open("rb")  # noqa: SIM115
+    with handle:
+        if handle.read(8) == _PNG_SIGNATURE:
+            text = _png_text(handle, _KEY)
+        else:
+            handle.seek(0)
+            text = _pil_record(handle)
     if text is None:
         return None
     try:
@@ -161,6 +165,75 @@ def read_record(source: str | os.PathLike[str] | bytes) -> dict[str, Any] | None
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+_MAX_TEXT = 16 * 1024 * 1024  # a record is a few KB; a bigger chunk is not ours (or a zip bomb)
+
+
+def _png_text(handle: BinaryIO, key: str) -> str | None:
+    """The text chunk named ``key``, walking the chunks and seeking past the image data.
+
+    Pillow only parses text chunks before the first ``IDAT`` without decoding; a record written
+    after the pixels (other tools do) would otherwise need the whole image decoded.
+    """
+    wanted = key.encode("latin-1")
+    while True:
+        header = handle.read(8)
+        if len(header) < 8:
+            return None
+        length, kind = int.from_bytes(header[:4], "big"), header[4:]
+        if kind == b"IEND":
+            return None
+        if kind not in _TEXT_CHUNKS or length > _MAX_TEXT:
+            handle.seek(length + 4, io.SEEK_CUR)  # data and CRC
+            continue
+        body = handle.read(length)
+        handle.seek(4, io.SEEK_CUR)
+        keyword, _, rest = body.partition(b"\0")
+        if keyword != wanted:
+            continue
+        try:
+            return _chunk_text(kind, rest)
+        except (ValueError, zlib.error):
+            return None
+
+
+def _chunk_text(kind: bytes, rest: bytes) -> str:
+    if kind == b"tEXt":
+        return rest.decode("latin-1")
+    if kind == b"zTXt":
+        return _inflate(rest[1:]).decode("latin-1")
+    # iTXt: compression flag, method, language\0, translated keyword\0, UTF-8 text
+    compressed = rest[:1] == b"\1"
+    text = rest[2:].split(b"\0", 2)[-1]
+    return (_inflate(text) if compressed else text).decode("utf-8")
+
+
+def _inflate(data: bytes) -> bytes:
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, _MAX_TEXT)
+    if inflater.unconsumed_tail:
+        raise ValueError("text chunk inflates past the limit")
+    return out
+
+
+def _pil_record(handle: BinaryIO) -> str | None:
+    """EXIF or XMP record of a JPEG/WebP, read from the headers Pillow parses on open."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            # no pixels are decoded here, so the size of the image is no danger
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(handle)
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        return None
+    with image:
+        return _record_from_exif(image) or _record_from_xmp(image)
 
 
 def _record_from_exif(image: Image.Image) -> str | None:

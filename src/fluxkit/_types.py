@@ -8,6 +8,8 @@ call.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -80,12 +82,33 @@ _ALLOWED: Mapping[str, str] = {
     "scale": "a number from -4 to 4",
     "source": "hf://owner/repo[/file.safetensors][@revision], an https:// URL or a local path",
     "size": f"a preset ({', '.join(SIZE_PRESETS)}) or (width, height)",
+    "extra": "a mapping of JSON values (str, number, bool, None, list, dict)",
+    "loras": "a LoRA, a source string, (source, scale) or a list of them",
+    "image": "a path, an https:// URL, encoded image bytes, a PIL image or a uint8 numpy array",
+    "reference_image": "a path, an https:// URL, encoded image bytes, a PIL image or an array",
+    "weight_name": "a relative path to a .safetensors file in the repo",
+    "trigger_words": "a list of strings",
 }
 
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 _HF_SOURCE = re.compile(
     r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?:/(?P<file>[^@]+?))?(?:@(?P<revision>[\w./-]+))?$"
 )
+
+
+def _looks_like_hub_repo(value: str) -> bool:
+    """``owner/repo`` pasted from the Hub, rather than a relative path.
+
+    Hub names never start with ``.`` or ``-`` and a repo is not called ``*.safetensors``, so
+    ``./missing.safetensors`` or ``loras/tok.safetensors`` stay paths (and are checked as files)
+    instead of silently becoming Hub references.
+    """
+    if not re.fullmatch(r"[\w][\w.-]*/[\w][\w.-]*", value) or value.endswith(".safetensors"):
+        return False
+    try:
+        return not Path(value).exists()
+    except OSError:  # a component longer than the file system allows
+        return True
 
 
 def _allowed(field: str) -> str:
@@ -150,20 +173,50 @@ class LoRA(BaseModel):
         weight_name: str | None = None,
         trigger_words: Sequence[str] = (),
     ) -> None:
+        if isinstance(source, os.PathLike):
+            try:
+                source = os.fspath(source)
+            except Exception:
+                raise InvalidRequestError("lora.source", source, _ALLOWED["source"]) from None
+        if isinstance(trigger_words, str):
+            trigger_words = (trigger_words,)
+        elif isinstance(trigger_words, Sequence):
+            trigger_words = tuple(trigger_words)
         try:
             super().__init__(
-                source=os.fspath(source) if isinstance(source, os.PathLike) else source,
-                scale=scale,
-                weight_name=weight_name,
-                trigger_words=tuple(trigger_words),
+                source=source, scale=scale, weight_name=weight_name, trigger_words=trigger_words
             )
         except ValidationError as exc:
             raise _as_invalid_request(exc, "lora.") from None
+
+    @field_validator("scale", mode="before")
+    @classmethod
+    def _finite_scale(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidRequestError("lora.scale", value, _ALLOWED["scale"])
+        return value
+
+    @field_validator("weight_name")
+    @classmethod
+    def _check_weight_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.replace("\\", "/").split("/")
+        # a file inside the repo or directory: no escaping it with .. or an absolute path
+        if not value.endswith(".safetensors") or ".." in parts or not all(parts) or "\0" in value:
+            raise InvalidRequestError(
+                "lora.weight_name", value, "a relative path to a .safetensors file in the repo"
+            )
+        return value
 
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
         value = value.strip()
+        if "\0" in value or any(ord(ch) < 32 for ch in value):
+            raise InvalidRequestError(
+                "lora.source", value, _ALLOWED["source"], reason="control characters"
+            )
         if not value:
             raise InvalidRequestError("lora.source", value, _ALLOWED["source"])
         lowered = value.split("?")[0].split("@")[0].lower()
@@ -183,11 +236,16 @@ class LoRA(BaseModel):
             pass
         elif "://" in value:
             raise InvalidRequestError("lora.source", value, _ALLOWED["source"])
-        elif re.fullmatch(r"[\w.-]+/[\w.-]+", value) and not Path(value).exists():
+        elif _looks_like_hub_repo(value):
             # "owner/repo" as people paste it from the Hub
             value = f"hf://{value}"
         else:
-            value = str(Path(value).expanduser())
+            try:
+                value = str(Path(value).expanduser())
+            except RuntimeError:  # "~nosuchuser/..."
+                raise InvalidRequestError(
+                    "lora.source", value, _ALLOWED["source"], reason="unknown user in ~ path"
+                ) from None
         return value
 
     @property
@@ -348,8 +406,24 @@ class GenerationRequest(BaseModel):
     @field_validator("guidance", "strength", "reference_strength", mode="before")
     @classmethod
     def _finite(cls, value: Any, info: Any) -> Any:
-        if isinstance(value, bool) or (isinstance(value, float) and value != value):
+        if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
             raise InvalidRequestError(info.field_name, value, _ALLOWED[info.field_name])
+        return value
+
+    @field_validator("extra")
+    @classmethod
+    def _json_extra(cls, value: Mapping[str, Any]) -> Mapping[str, Any]:
+        # extra= is merged into the provider's JSON body: a value that cannot be sent must
+        # fail here, not after the request is built (or half the calls are paid for)
+        try:
+            json.dumps(dict(value), allow_nan=False)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidRequestError(
+                "extra",
+                value,
+                "a mapping of JSON values (str, number, bool, None, list, dict)",
+                reason=str(exc)[:80],
+            ) from None
         return value
 
     @field_validator("loras", mode="before")
@@ -359,11 +433,20 @@ class GenerationRequest(BaseModel):
             return ()
         if isinstance(value, LoRA | str | os.PathLike):
             value = [value]
+        if not isinstance(value, Sequence | set | frozenset) or isinstance(value, bytes):
+            raise InvalidRequestError("loras", value, "a LoRA, a source string or a list of them")
         items = []
         for index, item in enumerate(value):
             if isinstance(item, str | os.PathLike):
                 item = LoRA(item)
             elif isinstance(item, Mapping):
+                keys = {"source", "scale", "weight_name", "trigger_words"}
+                if not set(item) <= keys or "source" not in item:
+                    raise InvalidRequestError(
+                        f"loras[{index}]",
+                        dict(item),
+                        f"a mapping with source and {keys - {'source'}}",
+                    )
                 item = LoRA(**item)
             elif isinstance(item, tuple) and len(item) == 2:
                 item = LoRA(item[0], scale=item[1])

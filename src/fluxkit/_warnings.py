@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ContentFlagged",
     "FluxkitWarning",
+    "ModelChosen",
     "ProviderNotice",
     "RequestCoerced",
 ]
@@ -20,6 +21,23 @@ class RequestCoerced(FluxkitWarning):
     def __init__(self, field: str, given: object, used: object, reason: str) -> None:
         self.field, self.given, self.used, self.reason = field, given, used, reason
         super().__init__(f"{field}: {given!r} -> {used!r} ({reason})")
+
+
+class ModelChosen(RequestCoerced):
+    """``validate="coerce"`` picked the model, because the request named none that could run it.
+
+    ``used`` is the provider model id; ``reason`` lists the models the caller could name instead
+    (in ``"strict"`` mode the same request raises :class:`UnsupportedFeatureError`).
+
+    Example:
+        ```python
+        [chosen] = [w for w in result.warnings if isinstance(w, fluxkit.ModelChosen)]
+        chosen.used        # "black-forest-labs/FLUX.2-dev"
+        ```
+    """
+
+    def __init__(self, model: str, reason: str) -> None:
+        super().__init__("model", None, model, reason)
 
 
 class ContentFlagged(FluxkitWarning):

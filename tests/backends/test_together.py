@@ -29,11 +29,12 @@ from fluxkit._exceptions import (
     UnsupportedFeatureError,
 )
 from fluxkit._types import GenerationRequest
-from fluxkit._warnings import ContentFlagged, ProviderNotice
+from fluxkit._warnings import ContentFlagged
 from fluxkit.backends._base import Call
 from fluxkit.backends.together import (
     CAPABILITIES,
     DEV,
+    DEV_LORA,
     FLUX2_DEV,
     FLUX2_PRO,
     KONTEXT_PRO,
@@ -157,15 +158,41 @@ def test_nsfw_flag_becomes_a_content_flagged_warning(emu: TogetherEmulator) -> N
 # -- LoRAs ----------------------------------------------------------------------------------
 
 
-def test_loras_pick_flux2_dev_and_translate_hub_references(
+def test_loras_without_a_model_are_refused_in_strict_mode_naming_the_lora_models(
+    gen: fluxkit.Generator, emu: TogetherEmulator
+) -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        gen.generate("tok person", size=SMALL, loras=["hf://me/tok/lora.safetensors"])
+    assert caught.value.field == "model"
+    assert any(name.startswith("flux-dev-lora") for name in caught.value.supported_by)
+    assert any(name.startswith("flux-2-dev") for name in caught.value.supported_by)
+    assert emu.log == []
+
+
+def test_flux1_lora_model_stays_reachable_by_its_alias(
     gen: fluxkit.Generator, emu: TogetherEmulator
 ) -> None:
     result = gen.generate(
-        "tok person", size=SMALL, seed=1,
+        "tok person", model="flux-dev-lora", size=SMALL, seed=1,
+        loras=["hf://me/tok/lora.safetensors"],
+    )  # fmt: skip
+    assert result.model == DEV_LORA
+    body = _sent(emu)[0]
+    assert body["model"] == DEV_LORA and body["guidance_scale"] == 3.5
+    assert not [w for w in result.warnings if isinstance(w, fluxkit.RequestCoerced)]
+
+
+def test_coerce_mode_picks_flux2_dev_with_a_warning_and_translates_hub_references(
+    gen: fluxkit.Generator, emu: TogetherEmulator
+) -> None:
+    result = gen.generate(
+        "tok person", size=SMALL, seed=1, validate="coerce",
         loras=[LoRA("hf://me/tok/lora.safetensors@v2", scale=0.8), LoRA("hf://me/style")],
     )  # fmt: skip
 
     assert result.model == FLUX2_DEV
+    [chosen] = [w for w in result.warnings if isinstance(w, fluxkit.ModelChosen)]
+    assert chosen.used == FLUX2_DEV and "flux-dev-lora" in str(chosen)
     body = _sent(emu)[0]
     assert body["model"] == FLUX2_DEV
     assert body["image_loras"] == [
@@ -178,7 +205,7 @@ def test_loras_pick_flux2_dev_and_translate_hub_references(
 def test_three_loras_fail_before_any_request(gen: fluxkit.Generator, emu: TogetherEmulator) -> None:
     loras = [LoRA(f"hf://me/l{i}/w.safetensors") for i in range(3)]
     with pytest.raises(UnsupportedFeatureError) as caught:
-        gen.generate("x", size=SMALL, loras=loras)
+        gen.generate("x", model="flux-2-dev", size=SMALL, loras=loras)
     assert "3 LoRAs" in str(caught.value) and "at most 2" in str(caught.value)
     assert emu.log == []
 
@@ -204,7 +231,7 @@ def test_hub_repo_at_a_revision_without_a_file_is_refused(
     gen: fluxkit.Generator, emu: TogetherEmulator
 ) -> None:
     with pytest.raises(InvalidRequestError, match="name the file"):
-        gen.generate("x", size=SMALL, loras=[LoRA("hf://me/tok@v2")])
+        gen.generate("x", model="flux-2-dev", size=SMALL, loras=[LoRA("hf://me/tok@v2")])
     assert emu.log == []
 
 
@@ -226,16 +253,47 @@ def test_lora_path_translation(source: str, path: str) -> None:
 # -- input images ---------------------------------------------------------------------------
 
 
-def test_init_image_goes_inline_to_kontext_and_strength_is_reported_unused(
+def test_init_image_goes_inline_to_kontext_and_strength_is_dropped_only_in_coerce_mode(
     gen: fluxkit.Generator, emu: TogetherEmulator
 ) -> None:
-    result = gen.generate("make it blue", size=SMALL, seed=2, image=_png(), strength=0.6)
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        gen.generate("make it blue", model="flux-kontext-pro", image=_png(), strength=0.6)
+    assert caught.value.field == "strength" and emu.log == []
 
+    result = gen.generate(
+        "make it blue", size=SMALL, seed=2, image=_png(), strength=0.6, validate="coerce"
+    )
     assert result.model == KONTEXT_PRO
     body = _sent(emu)[0]
     assert body["image_url"].startswith("data:image/png;base64,")
     assert "strength" not in body
-    assert any(isinstance(w, ProviderNotice) and "strength" in str(w) for w in result.warnings)
+    fields = {w.field for w in result.warnings if isinstance(w, fluxkit.RequestCoerced)}
+    assert fields == {"model", "strength"}
+
+
+def test_init_image_without_a_model_is_refused_in_strict_mode(
+    gen: fluxkit.Generator, emu: TogetherEmulator
+) -> None:
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        gen.generate("make it blue", image=_png())
+    assert any(name.startswith("flux-kontext-pro") for name in caught.value.supported_by)
+    assert emu.log == []
+
+
+def test_reference_strength_is_refused_or_dropped_with_a_warning(
+    gen: fluxkit.Generator, emu: TogetherEmulator
+) -> None:
+    asked = {"model": "flux-2-dev", "reference_image": _png(), "reference_strength": 0.4}
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        gen.generate("same face", size=SMALL, **asked)
+    assert caught.value.field == "reference_strength" and emu.log == []
+
+    result = gen.generate("same face", size=SMALL, seed=1, validate="coerce", **asked)
+    body = _sent(emu)[0]
+    assert len(body["reference_images"]) == 1
+    assert not any("strength" in key for key in body)
+    [dropped] = [w for w in result.warnings if isinstance(w, fluxkit.RequestCoerced)]
+    assert (dropped.field, dropped.given, dropped.used) == ("reference_strength", 0.4, None)
 
 
 async def test_image_urls_pass_through_and_reference_images_go_to_flux2(
@@ -269,7 +327,7 @@ def test_large_images_travel_inline_because_together_has_no_upload_api(
     buffer = io.BytesIO()
     noisy.save(buffer, format="PNG")
     assert len(buffer.getvalue()) > 256 * 1024
-    gen.generate("x", size=SMALL, seed=1, image=buffer.getvalue())
+    gen.generate("x", model="flux-kontext-pro", size=SMALL, seed=1, image=buffer.getvalue())
     assert len(_sent(emu)[0]["image_url"]) > 256 * 1024
     assert [r.path for r in emu.log] == ["/v1/images/generations"]
 

@@ -54,6 +54,9 @@ MODEL_ALIASES: Mapping[str, str] = {
 }
 
 _FORMATS = ("png", "jpeg", "webp")
+# lora_scale / extra_lora_scale: minimum -1, maximum 3 (flux-dev-lora and flux-fine-tuner
+# OpenAPI schemas); outside it Replicate answers 422 after the request was sent.
+_LORA_SCALE = (-1.0, 3.0)
 # cog-flux draws one noise batch from one generator for num_outputs images, so image i of a call
 # is not image 0 of a call with seed+i: fluxkit sends one image per call (seeds_per_image=False).
 _DEV = Capabilities(
@@ -63,6 +66,7 @@ _DEV = Capabilities(
     max_side=1536,
     default_guidance=3.0,
     output_formats=_FORMATS,
+    lora_scale=_LORA_SCALE,
     notes="sizes snap to an aspect_ratio at 1 or 0.25 megapixels; img2img output follows the input",
 )
 CAPABILITIES: Mapping[str, Capabilities] = {
@@ -96,6 +100,7 @@ CAPABILITIES: Mapping[str, Capabilities] = {
         max_side=1440,
         default_guidance=3.0,
         output_formats=_FORMATS,
+        lora_scale=_LORA_SCALE,
         notes="LoRAs trained on Replicate (owner/model:version); one extra LoRA via extra_lora",
     ),
 }

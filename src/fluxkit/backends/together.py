@@ -25,7 +25,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from fluxkit._capabilities import Capabilities
+from fluxkit._capabilities import Capabilities, ModelChoice
 from fluxkit._core import Flow, HttpRequest, HttpResponse, send
 from fluxkit._core._errors import error_from_response
 from fluxkit._core._media import decode_base64_image, image_size
@@ -51,7 +51,8 @@ FLUX2_FLEX = "black-forest-labs/FLUX.2-flex"
 FLUX2_MAX = "black-forest-labs/FLUX.2-max"
 
 MODEL_ALIASES: Mapping[str, str] = {
-    "flux-schnell": SCHNELL, "flux-dev": DEV, "flux-pro": PRO_11, "flux-1.1-pro": PRO_11,
+    "flux-schnell": SCHNELL, "flux-dev": DEV, "flux-dev-lora": DEV_LORA, "flux-pro": PRO_11,
+    "flux-1.1-pro": PRO_11,
     "flux-kontext-pro": KONTEXT_PRO, "flux-kontext-max": KONTEXT_MAX, "flux-2-dev": FLUX2_DEV,
     "flux-2-pro": FLUX2_PRO, "flux-2-flex": FLUX2_FLEX, "flux-2-max": FLUX2_MAX,
 }
@@ -60,9 +61,11 @@ MODEL_ALIASES: Mapping[str, str] = {
 # togethercomputer/skills together-images api-reference.md): n is 1-4, steps 1-50, sides
 # 256-1920 in multiples of 8, output jpeg (default) or png. Seeds: nothing documents that the n
 # images of one call are each reproducible from a seed, so fluxkit sends one image per call.
+# No model takes a `strength` (image_url is edited whole) or a reference image weight
+# (reference_images is a plain list of URLs: together-images-generations.json).
 _BASE = Capabilities(
     max_images_per_call=4, seeds_per_image=False, size_multiple=8, min_side=256, max_side=1920,
-    max_steps=50, output_formats=("png", "jpeg"),
+    max_steps=50, output_formats=("png", "jpeg"), strength=False, reference_strength=False,
 )
 _NO_GUIDANCE = replace(_BASE, guidance=False, default_guidance=None)
 # FLUX.2 [pro] gives "up to 9 MP" (docs.together.ai/docs/quickstart-flux); fluxkit caps at 2048.
@@ -90,6 +93,8 @@ CAPABILITIES: Mapping[str, Capabilities] = {
 # `guidance_scale` (skills api-reference.md, "FLUX.2 Dev/Flex with Guidance").
 _GUIDANCE_FIELD = {DEV: "guidance_scale", DEV_LORA: "guidance_scale", FLUX2_DEV: "guidance",
                    FLUX2_FLEX: "guidance"}
+_REFERENCE_MODELS = ("flux-2-dev", "flux-2-flex", "flux-2-pro")
+_IMAGE_MODELS = ("flux-kontext-pro", "flux-kontext-max", "flux-2-flex", "flux-2-pro")
 # fmt: on
 _NO_UPLOADS = UploadCache()  # never filled: with upload=None, image_reference() only inlines
 # Models whose step count is not a knob: `steps` is left out rather than risk a 400.
@@ -146,18 +151,60 @@ class TogetherBackend(HttpBackend):
     model_aliases = MODEL_ALIASES
     default_model = SCHNELL
 
-    def resolve_model(self, request: GenerationRequest) -> str:
-        """The model for ``request``; with no model chosen, one that can do what it asks.
+    def choose_model(self, request: GenerationRequest) -> ModelChoice | None:
+        """The model fluxkit would pick for a request that names none and needs more than the
+        default (FLUX.1 [schnell]) does; None when the request fits the default or names one.
 
-        LoRAs or a reference image pick FLUX.2 [dev], an init image FLUX.1 Kontext [pro];
-        a model named by the caller is never switched.
+        Planning turns a choice into an error under ``validate="strict"`` and into a
+        :class:`~fluxkit.ModelChosen` warning under ``"coerce"``: LoRAs are trained for one base
+        model, so picking it silently could run FLUX.1 LoRAs on FLUX.2 (they do not fit).
+
+        Example:
+            ```python
+            import fluxkit
+            from fluxkit.backends.together import TogetherBackend
+
+            request = fluxkit.GenerationRequest(prompt="x", loras=["hf://me/tok/t.safetensors"])
+            TogetherBackend(api_key="k").choose_model(request).candidates
+            # ("flux-dev-lora (FLUX.1 LoRAs, ...)", "flux-2-dev (FLUX.2 LoRAs, ...)")
+            ```
         """
-        if request.model is None and self.model is None:
-            if request.loras or request.reference_image is not None:
-                return FLUX2_DEV
-            if request.image is not None:
-                return KONTEXT_PRO
-        return super().resolve_model(request)
+        if request.model is not None or self.model is not None:
+            return None
+        if request.loras:
+            return ModelChoice(
+                FLUX2_DEV,
+                "LoRAs",
+                "loras",
+                (
+                    f"flux-dev-lora ({DEV_LORA}: FLUX.1 LoRAs, most trainers' output)",
+                    f"flux-2-dev ({FLUX2_DEV}: FLUX.2 LoRAs; Together's current LoRA model)",
+                ),
+            )
+        if request.reference_image is not None:
+            return ModelChoice(
+                FLUX2_DEV,
+                "reference_image",
+                "reference_image",
+                tuple(f"{alias} ({MODEL_ALIASES[alias]})" for alias in _REFERENCE_MODELS),
+            )
+        if request.image is not None:
+            return ModelChoice(
+                KONTEXT_PRO,
+                "image= (editing)",
+                "image",
+                tuple(f"{alias} ({MODEL_ALIASES[alias]})" for alias in _IMAGE_MODELS),
+            )
+        return None
+
+    def resolve_model(self, request: GenerationRequest) -> str:
+        """The model for ``request``: the caller's, else :meth:`choose_model`'s, else schnell.
+
+        Planning does not call this directly: it goes through
+        :func:`fluxkit._capabilities.resolve_model`, which refuses or reports the choice.
+        """
+        choice = self.choose_model(request)
+        return choice.model if choice is not None else super().resolve_model(request)
 
     def _headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
@@ -294,11 +341,13 @@ def _server_time(response: HttpResponse) -> float:
 
 
 def _notices(call: Call) -> list[Warning]:
-    """Say which explicit inputs the model ignores, rather than drop them silently."""
+    """Say which explicit inputs the model ignores, rather than drop them silently.
+
+    ``strength``/``reference_strength`` never get here: the capability table refuses them
+    (strict) or drops them with a warning (coerce) before any call.
+    """
     request = call.request
     notices: list[Warning] = []
-    if request.strength is not None:
-        notices.append(ProviderNotice(f"{call.model} takes no strength; image= is edited whole"))
     if request.guidance is not None and call.model not in _GUIDANCE_FIELD:
         notices.append(ProviderNotice(f"{call.model} takes no guidance; it was not sent"))
     return notices

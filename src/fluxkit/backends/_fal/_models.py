@@ -47,7 +47,13 @@ MODEL_ALIASES: Mapping[str, str] = {
 # Every FLUX endpoint: num_images 1-4, output_format jpeg|png, one `seed` reported for the whole
 # call (the n images of a call are one batch, not seed, seed+1, ...), so fluxkit sends one image
 # per call and each image keeps a seed that regenerates it.
-_BASE = Capabilities(max_images_per_call=4, seeds_per_image=False, output_formats=("png", "jpeg"))
+# LoraWeight.scale is 0-4 on every fal FLUX endpoint (fal endpoint JSON schemas).
+_BASE = Capabilities(
+    max_images_per_call=4,
+    seeds_per_image=False,
+    output_formats=("png", "jpeg"),
+    lora_scale=(0.0, 4.0),
+)
 # flux-lora: `loras: [{path, scale}]`, "any number, merged"; `/image-to-image` takes image_url +
 # strength (https://fal.ai/models/fal-ai/flux-lora/api, .../flux-lora/image-to-image/api).
 _DEV_FAMILY = replace(_BASE, max_loras=UNLIMITED, img2img=True, max_steps=50)
