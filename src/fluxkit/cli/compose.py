@@ -67,11 +67,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run(args: argparse.Namespace) -> int:
     """Run ``fluxkit compose`` with parsed ``args``; returns the exit code."""
-    from fluxkit._exceptions import ConfigurationError, FluxkitError, InvalidRequestError
+    from fluxkit._exceptions import (
+        ConfigurationError,
+        FluxkitError,
+        InvalidRequestError,
+        OutputExistsError,
+    )
 
     try:
         return _compose(args)
-    except (InvalidRequestError, ConfigurationError) as exc:
+    except (InvalidRequestError, ConfigurationError, OutputExistsError) as exc:
         print(f"fluxkit compose: error: {exc}", file=sys.stderr)
         return 2
     except FluxkitError as exc:
