@@ -174,7 +174,12 @@ def uploads(requests: int = 100) -> None:
 
     async def run() -> None:
         async with fluxkit.AsyncGenerator(
-            "fal", api_key="bench", emulator=emulator, upload_cache=cache, max_concurrency=16
+            "fal",
+            api_key="bench",
+            transport=emulator.transport(),
+            base_url=emulator.base_url,
+            upload_cache=cache,
+            max_concurrency=16,
         ) as gen:
             limiter = asyncio.Semaphore(16)
 

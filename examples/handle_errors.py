@@ -11,7 +11,9 @@ from fluxkit.testing import FakeProviderEmulator
 
 def main() -> None:
     emulator = FakeProviderEmulator()
-    with fluxkit.Generator("fake", emulator=emulator) as gen:
+    with fluxkit.Generator(
+        "fake", transport=emulator.transport(), base_url=emulator.base_url
+    ) as gen:
         try:
             gen.generate("a fox", steps=500)
         except fluxkit.InvalidRequestError as error:  # also a ValueError; nothing was sent

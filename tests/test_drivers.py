@@ -16,7 +16,9 @@ STATUS = r"/v1/generations/[\w-]+$"
 
 
 def make(emulator: FakeProviderEmulator, **options: object) -> fluxkit.Generator:
-    return fluxkit.Generator("fake", emulator=emulator, **options)  # type: ignore[arg-type]
+    return fluxkit.Generator(
+        "fake", transport=emulator.transport(), base_url=emulator.base_url, **options
+    )  # type: ignore[arg-type]
 
 
 def submits(emulator: FakeProviderEmulator) -> int:
@@ -143,7 +145,9 @@ class TestDeadlines:
     async def test_async_deadline_cancels_the_job(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.run_seconds = 30
-        async with fluxkit.AsyncGenerator("fake", emulator=emulator) as generator:
+        async with fluxkit.AsyncGenerator(
+            "fake", transport=emulator.transport(), base_url=emulator.base_url
+        ) as generator:
             with pytest.raises(fluxkit.DeadlineExceeded):
                 await generator.generate("fox", size="square", timeout=0.3)
         assert emulator.cancelled == {"fake-000001"}
@@ -151,7 +155,9 @@ class TestDeadlines:
     async def test_cancelling_the_task_cancels_the_job(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.run_seconds = 30
-        async with fluxkit.AsyncGenerator("fake", emulator=emulator) as generator:
+        async with fluxkit.AsyncGenerator(
+            "fake", transport=emulator.transport(), base_url=emulator.base_url
+        ) as generator:
             with anyio.move_on_after(0.3):
                 await generator.generate("fox", size="square")
         assert emulator.cancelled == {"fake-000001"}
@@ -159,7 +165,9 @@ class TestDeadlines:
     async def test_cancelling_a_split_generation_cancels_every_job(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.run_seconds = 30
-        async with fluxkit.AsyncGenerator("fake", emulator=emulator, model="flux-pro") as generator:
+        async with fluxkit.AsyncGenerator(
+            "fake", transport=emulator.transport(), base_url=emulator.base_url, model="flux-pro"
+        ) as generator:
             with anyio.move_on_after(0.3):
                 await generator.generate("fox", size="square", n=3)
         assert len(emulator.cancelled) == 3
@@ -185,7 +193,7 @@ class TestOverRealSockets:
 def test_user_supplied_http_client_is_used_and_left_open() -> None:
     emulator = FakeProviderEmulator()
     client = httpx.Client(transport=emulator.transport())
-    with fluxkit.Generator("fake", emulator=emulator, http_client=client) as generator:
+    with fluxkit.Generator("fake", http_client=client) as generator:
         generator.generate("fox", size="square")
     assert not client.is_closed
     client.close()

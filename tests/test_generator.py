@@ -70,7 +70,11 @@ class TestSeeds:
     ) -> None:
         fake_emulator.script.run_seconds = 0.2
         with fluxkit.Generator(
-            "fake", emulator=fake_emulator, model="flux-pro", max_concurrency=4
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            model="flux-pro",
+            max_concurrency=4,
         ) as generator:
             started = time.monotonic()
             result = generator.generate("fox", size="square", seed=1, n=4)
@@ -93,7 +97,12 @@ class TestValidation:
             fake_generator.generate("fox", size=(1000, 1000))
 
     def test_coerce_mode_rounds_and_warns(self, fake_emulator: FakeProviderEmulator) -> None:
-        with fluxkit.Generator("fake", emulator=fake_emulator, validate="coerce") as generator:
+        with fluxkit.Generator(
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            validate="coerce",
+        ) as generator:
             result = generator.generate("fox", size=(1000, 1000), seed=1)
         assert (result.images[0].width, result.images[0].height) == (1008, 1008)
         coerced = [w for w in result.warnings if isinstance(w, fluxkit.RequestCoerced)]
@@ -103,7 +112,12 @@ class TestValidation:
         }
 
     def test_coerce_caps_steps_to_the_model(self, fake_emulator: FakeProviderEmulator) -> None:
-        with fluxkit.Generator("fake", emulator=fake_emulator, model="flux-schnell") as generator:
+        with fluxkit.Generator(
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            model="flux-schnell",
+        ) as generator:
             with pytest.raises(fluxkit.InvalidRequestError, match="1 to 12"):
                 generator.generate("fox", size="square", steps=30)
             result = generator.generate("fox", size="square", steps=30, validate="coerce")
@@ -112,7 +126,12 @@ class TestValidation:
     def test_unsupported_feature_fails_before_any_call(
         self, fake_emulator: FakeProviderEmulator
     ) -> None:
-        with fluxkit.Generator("fake", emulator=fake_emulator, model="flux-schnell") as generator:
+        with fluxkit.Generator(
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            model="flux-schnell",
+        ) as generator:
             with pytest.raises(fluxkit.UnsupportedFeatureError) as info:
                 generator.generate("fox", loras=["hf://me/style/a.safetensors"])
         assert info.value.backend == "fake" and info.value.model == "fake-flux-schnell"
@@ -143,7 +162,9 @@ class TestEvents:
     def test_events_in_order_and_completed_last(self, fake_emulator: FakeProviderEmulator) -> None:
         fake_emulator.script.queue_seconds = 0.1
         fake_emulator.script.run_seconds = 0.1
-        with fluxkit.Generator("fake", emulator=fake_emulator) as generator:
+        with fluxkit.Generator(
+            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
+        ) as generator:
             events = list(generator.stream("fox", size="square", steps=4, seed=1))
         kinds = [type(e).__name__ for e in events]
         assert kinds[0] == "Queued" and kinds[-1] == "Completed"
@@ -170,7 +191,9 @@ class TestEvents:
         self, fake_emulator: FakeProviderEmulator
     ) -> None:
         fake_emulator.script.queue_seconds = 30
-        with fluxkit.Generator("fake", emulator=fake_emulator) as generator:
+        with fluxkit.Generator(
+            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
+        ) as generator:
             for event in generator.stream("fox", size="square"):
                 assert isinstance(event, fluxkit.Queued)
                 break
@@ -178,12 +201,16 @@ class TestEvents:
 
     def test_stream_reraises_provider_errors(self, fake_emulator: FakeProviderEmulator) -> None:
         fake_emulator.script.fail_jobs(1)
-        with fluxkit.Generator("fake", emulator=fake_emulator) as generator:
+        with fluxkit.Generator(
+            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
+        ) as generator:
             with pytest.raises(fluxkit.JobFailedError):
                 list(generator.stream("fox", size="square"))
 
     async def test_async_stream(self, fake_emulator: FakeProviderEmulator) -> None:
-        async with fluxkit.AsyncGenerator("fake", emulator=fake_emulator) as generator:
+        async with fluxkit.AsyncGenerator(
+            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
+        ) as generator:
             events = [
                 event async for event in generator.stream("fox", size="square", steps=2, seed=9)
             ]
@@ -192,7 +219,12 @@ class TestEvents:
 
     def test_on_event_gets_job_index_per_call(self, fake_emulator: FakeProviderEmulator) -> None:
         events: list[object] = []
-        with fluxkit.Generator("fake", emulator=fake_emulator, model="flux-pro") as generator:
+        with fluxkit.Generator(
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            model="flux-pro",
+        ) as generator:
             generator.generate("fox", size="square", n=3, on_event=events.append)
         assert {e.job for e in events if isinstance(e, fluxkit.Started)} == {0, 1, 2}
 
@@ -204,7 +236,12 @@ class TestFailuresAcrossCalls:
         fake_emulator.script.run_seconds = 30
         fake_emulator.script.fail_next(400, path=r"/v1/generations$", body={"detail": "bad"})
         started = time.monotonic()
-        with fluxkit.Generator("fake", emulator=fake_emulator, model="flux-pro") as generator:
+        with fluxkit.Generator(
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            model="flux-pro",
+        ) as generator:
             with pytest.raises(fluxkit.ProviderRejectedError):
                 generator.generate("fox", size="square", n=3)
         assert time.monotonic() - started < 3
@@ -217,7 +254,10 @@ class TestFailuresAcrossCalls:
         fake_emulator.script.run_seconds = 30
         fake_emulator.script.fail_next(400, path=r"/v1/generations$", body={"detail": "bad"})
         async with fluxkit.AsyncGenerator(
-            "fake", emulator=fake_emulator, model="flux-pro"
+            "fake",
+            transport=fake_emulator.transport(),
+            base_url=fake_emulator.base_url,
+            model="flux-pro",
         ) as generator:
             with pytest.raises(fluxkit.ProviderRejectedError):
                 await generator.generate("fox", size="square", n=3)
@@ -227,14 +267,18 @@ class TestFailuresAcrossCalls:
 class TestDownloads:
     def test_url_results_are_downloaded_before_returning(self) -> None:
         emulator = FakeProviderEmulator(return_urls=True)
-        with fluxkit.Generator("fake", emulator=emulator) as generator:
+        with fluxkit.Generator(
+            "fake", transport=emulator.transport(), base_url=emulator.base_url
+        ) as generator:
             result = generator.generate("fox", size="square")
         assert result.images[0].is_loaded and result.images[0].url
         assert result.images[0].to_pil().size == (512, 512)
 
     def test_lazy_download_fetches_once(self) -> None:
         emulator = FakeProviderEmulator(return_urls=True)
-        with fluxkit.Generator("fake", emulator=emulator, download=False) as generator:
+        with fluxkit.Generator(
+            "fake", transport=emulator.transport(), base_url=emulator.base_url, download=False
+        ) as generator:
             image = generator.generate("fox", size="square").images[0]
             assert not image.is_loaded
             assert image.data == image.data
@@ -284,7 +328,12 @@ async def test_max_concurrency_bounds_calls_across_generate_calls(
     fake_emulator: FakeProviderEmulator,
 ) -> None:
     fake_emulator.script.run_seconds = 0.15
-    async with fluxkit.AsyncGenerator("fake", emulator=fake_emulator, max_concurrency=2) as gen:
+    async with fluxkit.AsyncGenerator(
+        "fake",
+        transport=fake_emulator.transport(),
+        base_url=fake_emulator.base_url,
+        max_concurrency=2,
+    ) as gen:
         await asyncio.gather(*(gen.generate("fox", size="square", seed=i) for i in range(5)))
     assert len(fake_emulator.jobs) == 5
     assert _max_overlap(fake_emulator) == 2
@@ -294,7 +343,12 @@ def test_sync_max_concurrency_bounds_calls_across_threads(
     fake_emulator: FakeProviderEmulator,
 ) -> None:
     fake_emulator.script.run_seconds = 0.15
-    with fluxkit.Generator("fake", emulator=fake_emulator, max_concurrency=2) as gen:
+    with fluxkit.Generator(
+        "fake",
+        transport=fake_emulator.transport(),
+        base_url=fake_emulator.base_url,
+        max_concurrency=2,
+    ) as gen:
         threads = [
             threading.Thread(target=gen.generate, args=("fox",), kwargs={"size": "square"})
             for _ in range(5)
@@ -319,7 +373,11 @@ class _SlowFiles(FakeProviderEmulator):
 async def test_downloads_do_not_hold_a_concurrency_slot() -> None:
     emulator = _SlowFiles(return_urls=True)
     async with fluxkit.AsyncGenerator(
-        "fake", emulator=emulator, model="flux-pro", max_concurrency=1
+        "fake",
+        transport=emulator.transport(),
+        base_url=emulator.base_url,
+        model="flux-pro",
+        max_concurrency=1,
     ) as gen:
         result = await gen.generate("fox", size="square", n=2)
     assert all(image.is_loaded for image in result.images)

@@ -26,6 +26,7 @@ from fluxkit._exceptions import (
     InvalidRequestError,
     JobCancelledError,
     JobFailedError,
+    JobMayExistError,
     MissingCredentialsError,
     MissingDependencyError,
     OutputExistsError,
@@ -34,6 +35,7 @@ from fluxkit._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
     ResponseFormatError,
+    ResultUnavailableError,
     UnknownBackendError,
     UnsupportedFeatureError,
 )
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from fluxkit._generator import AsyncGenerator, GenerationParams, Generator
     from fluxkit._images import InputImage
     from fluxkit._record import read_record
-    from fluxkit._results import GeneratedImage, GenerationResult, Timings
+    from fluxkit._results import CallFailure, GeneratedImage, GenerationResult, Timings
     from fluxkit._types import SIZE_PRESETS, GenerationRequest, ImageLike, LoRA
     from fluxkit._uploads import UploadCache
     from fluxkit._warnings import (
@@ -62,6 +64,7 @@ UnsupportedFeature = UnsupportedFeatureError
 
 _LAZY: dict[str, str] = {
     "AsyncGenerator": "fluxkit._generator",
+    "CallFailure": "fluxkit._results",
     "Capabilities": "fluxkit._capabilities",
     "Completed": "fluxkit._events",
     "ContentFlagged": "fluxkit._warnings",
@@ -94,6 +97,7 @@ __all__ = [
     "SIZE_PRESETS",
     "AsyncGenerator",
     "AuthenticationError",
+    "CallFailure",
     "Capabilities",
     "Completed",
     "ConfigurationError",
@@ -112,6 +116,7 @@ __all__ = [
     "InvalidRequestError",
     "JobCancelledError",
     "JobFailedError",
+    "JobMayExistError",
     "LoRA",
     "Log",
     "MissingCredentialsError",
@@ -126,6 +131,7 @@ __all__ = [
     "RateLimitError",
     "RequestCoerced",
     "ResponseFormatError",
+    "ResultUnavailableError",
     "Retrying",
     "Secret",
     "Started",

@@ -24,6 +24,14 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
+    def prefixed(self, prefix: str) -> Secret:
+        """The header value ``prefix + value`` (``"Bearer "``, ``"Key "``), still wrapped.
+
+        Backends put this in request headers; only the driver reveals it, when it hands the
+        request to httpx, so frames captured with their locals never show the key.
+        """
+        return Secret(prefix + self._value)
+
     def __repr__(self) -> str:
         return "Secret('**********')"
 

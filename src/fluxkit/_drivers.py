@@ -4,43 +4,61 @@
 ``anyio``) run a backend's flow step by step. They differ only where I/O differs; every decision
 (retry or not, how long to wait, which error) is made by shared pure helpers below.
 
-Rules they enforce:
+The money rules they enforce, for every backend:
 
-* the deadline covers every step (queueing, running, downloading) — each request's socket
-  timeout and each sleep is cut to what is left;
-* a submission (``retry="submit"``) is retried only on answers that prove it was not accepted;
-  after the flow yields :class:`Accepted` nothing is ever resubmitted — flows poll;
-* on deadline, on ``cancel_event`` (sync) or when the async task is cancelled, the accepted job's
-  cancel request is sent (best effort, bounded) so the provider stops billing, then the error is
-  raised.
+* **never orphaned** — once the flow yields :class:`Accepted`, every way out that is not the
+  job's own end (deadline, ``cancel_event``, a cancelled task — asyncio, anyio or trio —,
+  ``KeyboardInterrupt``, a closed stream) sends the job's cancel request before the error
+  propagates. A submission already in flight when the cancellation comes is allowed to finish
+  (bounded by :data:`SUBMIT_GRACE`) so the job's id is known and it can be cancelled;
+* **never submitted twice** — a submission is resent only where the provider provably refused
+  it (429, 503, a connection that never opened). A 502/504/500 or a connection lost after
+  sending raises :class:`JobMayExistError`: the job may be running, and resending would pay
+  twice. After acceptance nothing is resubmitted — flows poll;
+* **the deadline covers everything** — each read and sleep is cut to what is left, a
+  submission gets :data:`SUBMIT_GRACE` beyond it (so its id is known), and headers that carry
+  a server-side deadline are built from the time left (:attr:`HttpRequest.deadline_headers`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
 
+from fluxkit._config import Secret
 from fluxkit._core import Accepted, HttpRequest, HttpResponse, RetryPolicy, Wait
 from fluxkit._core._errors import error_from_response
 from fluxkit._events import Retrying
 from fluxkit._exceptions import (
     DeadlineExceeded,
     JobCancelledError,
+    JobMayExistError,
     ProviderError,
     ProviderUnavailableError,
 )
 
-__all__ = ["Deadline", "FlowContext", "FlowOutcome", "arun_flow", "run_flow"]
+__all__ = [
+    "SUBMIT_GRACE",
+    "Deadline",
+    "FlowContext",
+    "FlowOutcome",
+    "JobTracker",
+    "arun_flow",
+    "run_flow",
+]
 
 T = TypeVar("T")
 
 DEFAULT_REQUEST_TIMEOUT = 60.0
+SUBMIT_GRACE = 10.0
+"""Seconds a submission in flight may outlive a cancellation or the deadline, so the job's id
+is learnt and the job cancelled, instead of left running unseen."""
 _CANCEL_TIMEOUT = 5.0
 
 
@@ -59,6 +77,42 @@ class Deadline:
         return self.at - time.monotonic()
 
 
+class JobTracker:
+    """The accepted, unfinished jobs of one generation, so another thread can cancel them.
+
+    The sync façade runs calls in worker threads; when the caller's thread is interrupted
+    (Ctrl-C, a closed stream) it sends every tracked job's cancel request itself rather than
+    wait for workers blocked in a long read.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: dict[int, Accepted] = {}
+        self.cancelled: list[str] = []
+
+    def add(self, key: int, accepted: Accepted) -> None:
+        with self._lock:
+            self._live[key] = accepted
+
+    def discard(self, key: int) -> None:
+        with self._lock:
+            self._live.pop(key, None)
+
+    def live(self) -> list[Accepted]:
+        with self._lock:
+            return list(self._live.values())
+
+    def cancel_all(self, client: httpx.Client) -> list[str]:
+        """Send the cancel request of every live job; returns the ids acknowledged."""
+        done = []
+        for accepted in self.live():
+            if accepted.cancel is not None and _send_cancel_sync(client, accepted.cancel):
+                done.append(accepted.request_id)
+        with self._lock:
+            self.cancelled.extend(done)
+        return done
+
+
 @dataclass
 class FlowContext:
     """What a driver needs besides the flow: who it runs for, and the limits."""
@@ -69,7 +123,9 @@ class FlowContext:
     on_event: Callable[[Any], None] | None = None
     job: int = 0
     cancel_event: threading.Event | None = None
-    """Sync only: set from another thread to cancel (used when a sibling call fails)."""
+    """Sync only: set from another thread to cancel (Ctrl-C, a closed stream)."""
+    tracker: JobTracker | None = None
+    """Sync only: where accepted jobs are registered for cancellation from another thread."""
 
 
 @dataclass
@@ -89,6 +145,8 @@ class _State:
         self.started_at = time.monotonic()
         self.accepted_at: float | None = None
         self.running_at: float | None = None
+        self.stopping = False
+        """Set once a cancellation arrived: a submit in flight may finish, but not retry."""
 
     @property
     def request_id(self) -> str | None:
@@ -99,8 +157,14 @@ class _State:
         if isinstance(step, Accepted):
             self.accepted = step
             self.accepted_at = time.monotonic()
+            if self.ctx.tracker is not None:
+                self.ctx.tracker.add(id(self), step)
         else:
             self.emit(step)
+
+    def finished(self) -> None:
+        if self.ctx.tracker is not None:
+            self.ctx.tracker.discard(id(self))
 
     def emit(self, event: Any) -> None:
         from fluxkit._events import Started, Step
@@ -128,13 +192,21 @@ class _State:
             cancelled=cancelled,
         )
 
+    def cancelled_error(self, message: str = "cancelled") -> JobCancelledError:
+        return JobCancelledError(message, backend=self.ctx.backend, request_id=self.request_id)
+
     def time_left(self) -> float | None:
         return None if self.ctx.deadline is None else self.ctx.deadline.remaining()
 
-    def socket_timeout(self, request: HttpRequest) -> float:
+    def read_timeout(self, request: HttpRequest) -> float:
+        """Per-read timeout: the request's, cut to the deadline (plus grace for a submit)."""
         wanted = request.timeout or DEFAULT_REQUEST_TIMEOUT
         left = self.time_left()
-        return wanted if left is None else max(0.001, min(wanted, left))
+        if left is None:
+            return wanted
+        if request.creates_job:
+            left += SUBMIT_GRACE
+        return max(0.001, min(wanted, left))
 
 
 def _with_job(event: Any, job: int) -> Any:
@@ -143,13 +215,27 @@ def _with_job(event: Any, job: int) -> Any:
     return replace(event, job=job)
 
 
+def _reveal(headers: Any) -> dict[str, str]:
+    return {
+        name: value.reveal() if isinstance(value, Secret) else value
+        for name, value in headers.items()
+    }
+
+
 def _build(
-    client: httpx.Client | httpx.AsyncClient, request: HttpRequest, timeout: float
+    client: httpx.Client | httpx.AsyncClient,
+    request: HttpRequest,
+    timeout: float,
+    left: float | None = None,
 ) -> httpx.Request:
+    headers = _reveal(request.headers)
+    if request.deadline_headers is not None and left is not None:
+        headers.update(request.deadline_headers(max(0.0, left)))
+        headers = {name: value for name, value in headers.items() if value != ""}
     return client.build_request(
         request.method,
         request.url,
-        headers=dict(request.headers),
+        headers=headers,
         json=request.json if request.content is None else None,
         content=request.content,
         params=dict(request.params) if request.params else None,
@@ -168,16 +254,36 @@ class _Retry:
     reason: str
 
 
+def _maybe_accepted(
+    state: _State, request: HttpRequest, why: str, status: int | None = None
+) -> JobMayExistError:
+    where = request.url.split("?")[0]
+    return JobMayExistError(
+        f"no clear answer to the submission ({why}); the provider may have accepted it and "
+        "fluxkit did not resend it, to avoid paying twice — check the provider's recent jobs "
+        "before submitting again",
+        backend=state.ctx.backend,
+        status_code=status,
+        url=where,
+    )
+
+
 def _after_response(
     state: _State, request: HttpRequest, response: HttpResponse, attempt: int
 ) -> _Retry | HttpResponse:
     """Decide what a response means: hand it to the flow, retry it, or raise the mapped error."""
     policy = state.ctx.policy
-    if not response.ok and policy.should_retry_status(response.status_code, request.retry, attempt):
+    if (
+        not response.ok
+        and not state.stopping
+        and policy.should_retry_status(response.status_code, request.retry, attempt)
+    ):
         delay = policy.delay(attempt, response.headers, now=time.time())
         left = state.time_left()
         if delay is not None and (left is None or delay < left):
             return _Retry(delay, f"HTTP {response.status_code}")
+    if policy.submit_outcome_unknown(response.status_code, request.retry):
+        raise _maybe_accepted(state, request, f"HTTP {response.status_code}", response.status_code)
     if not response.ok and request.raise_for_status:
         raise error_from_response(
             state.ctx.backend, response, request_id=state.request_id, now=time.time()
@@ -185,16 +291,23 @@ def _after_response(
     return response
 
 
+def _never_sent(exc: httpx.TransportError) -> bool:
+    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
 def _after_network_error(
     state: _State, request: HttpRequest, exc: httpx.TransportError, attempt: int
 ) -> _Retry:
-    """Retry a transport failure, or raise: deadline first, then 'unavailable'."""
+    """Retry a transport failure, or raise: deadline, "maybe accepted", then "unavailable"."""
     left = state.time_left()
+    sent = not _never_sent(exc)
+    if request.retry == "submit" and sent:
+        # The body may have reached the provider: the job may exist. Never resend it.
+        raise _maybe_accepted(state, request, f"{type(exc).__name__}: {exc}") from exc
     if isinstance(exc, httpx.TimeoutException) and left is not None and left <= 0.01:
         raise _DeadlineHit
-    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
     policy = state.ctx.policy
-    if policy.should_retry_network(request.retry, attempt, sent=sent):
+    if not state.stopping and policy.should_retry_network(request.retry, attempt, sent=sent):
         delay = policy.delay(attempt)
         if delay is not None and (left is None or delay < left):
             return _Retry(delay, type(exc).__name__)
@@ -213,15 +326,23 @@ class _CancelRequested(Exception):
     """Internal: ``cancel_event`` was set."""
 
 
-def _flow_result(stop: StopIteration) -> Any:
-    return stop.value
+def _attach_request_id(exc: ProviderError, state: _State) -> None:
+    if exc.request_id is None:
+        exc.request_id = state.request_id
 
 
 # --- sync --------------------------------------------------------------------------------------
 
 
 def run_flow(flow: Any, client: httpx.Client, ctx: FlowContext) -> FlowOutcome[Any]:
-    """Run ``flow`` to completion with a blocking client. Needs no event loop."""
+    """Run ``flow`` to completion with a blocking client. Needs no event loop.
+
+    Raises:
+        DeadlineExceeded: the deadline passed (the job was cancelled at the provider).
+        JobCancelledError: ``ctx.cancel_event`` was set (the job was cancelled there too).
+        JobMayExistError: a submission got no clear answer; it was not resent.
+        ProviderError: the provider refused or failed.
+    """
     state = _State(ctx)
     reply: HttpResponse | None = None
     try:
@@ -229,7 +350,7 @@ def run_flow(flow: Any, client: httpx.Client, ctx: FlowContext) -> FlowOutcome[A
             try:
                 step = flow.send(reply)
             except StopIteration as stop:
-                return state.outcome(_flow_result(stop))
+                return state.outcome(stop.value)
             reply = None
             if isinstance(step, HttpRequest):
                 _check_sync(state)
@@ -244,14 +365,17 @@ def run_flow(flow: Any, client: httpx.Client, ctx: FlowContext) -> FlowOutcome[A
         raise state.deadline_error(cancelled) from None
     except _CancelRequested:
         _cancel_sync(client, state)
-        raise JobCancelledError(
-            "cancelled", backend=ctx.backend, request_id=state.request_id
-        ) from None
+        raise state.cancelled_error() from None
     except ProviderError as exc:
-        if exc.request_id is None:
-            exc.request_id = state.request_id
+        _attach_request_id(exc, state)
+        raise
+    except BaseException:
+        # KeyboardInterrupt, SystemExit, a failing on_event callback: the job must not go on
+        # running unseen.
+        _cancel_sync(client, state)
         raise
     finally:
+        state.finished()
         flow.close()
 
 
@@ -283,13 +407,28 @@ def _interruptible_sleep(seconds: float, state: _State) -> None:
         raise _CancelRequested
 
 
+def _read_sync(response: httpx.Response, state: _State, request: HttpRequest) -> bytes:
+    """The body, read chunk by chunk so a long stream still ends at the deadline or a cancel.
+
+    Read timeouts are per read (a status stream with keep-alives lives as long as the job); a
+    submission's answer is always read to the end, so its job id is known.
+    """
+    chunks = []
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        if not request.creates_job:
+            _check_sync(state)
+    return b"".join(chunks)
+
+
 def _send_sync(client: httpx.Client, request: HttpRequest, state: _State) -> HttpResponse:
     attempt = 0
     while True:
         try:
-            response = client.send(_build(client, request, state.socket_timeout(request)))
+            built = _build(client, request, state.read_timeout(request), state.time_left())
+            response = client.send(built, stream=True)
             try:
-                wire = _wire(response, response.read())
+                wire = _wire(response, _read_sync(response, state, request))
             finally:
                 response.close()
             decision: _Retry | HttpResponse = _after_response(state, request, wire, attempt)
@@ -299,42 +438,55 @@ def _send_sync(client: httpx.Client, request: HttpRequest, state: _State) -> Htt
             return decision
         state.emit(Retrying(attempt + 1, decision.delay, decision.reason))
         _sleep_sync(decision.delay, state)
+        _check_sync(state)
         attempt += 1
 
 
-def _cancel_sync(client: httpx.Client, state: _State) -> bool:
-    """Best-effort cancel of the accepted job; True when the provider acknowledged it."""
-    if state.accepted is None or state.accepted.cancel is None:
-        return False
+def _send_cancel_sync(client: httpx.Client, cancel: HttpRequest) -> bool:
     try:
-        response = client.send(_build(client, state.accepted.cancel, _CANCEL_TIMEOUT))
+        response = client.send(_build(client, cancel, _CANCEL_TIMEOUT))
         response.close()
     except httpx.HTTPError:
         return False
     return response.is_success
 
 
+def _cancel_sync(client: httpx.Client, state: _State) -> bool:
+    """Best-effort cancel of the accepted job; True when the provider acknowledged it."""
+    if state.accepted is None or state.accepted.cancel is None:
+        return False
+    return _send_cancel_sync(client, state.accepted.cancel)
+
+
 # --- async -------------------------------------------------------------------------------------
 
 
 async def arun_flow(flow: Any, client: httpx.AsyncClient, ctx: FlowContext) -> FlowOutcome[Any]:
-    """Run ``flow`` with an async client; cancelling the task cancels the job at the provider."""
+    """Run ``flow`` with an async client; cancelling the task cancels the job at the provider.
+
+    Works with native asyncio cancellation (``task.cancel()``, ``asyncio.timeout``,
+    ``wait_for``, a TaskGroup), anyio cancel scopes and trio alike.
+    """
     state = _State(ctx)
     reply: HttpResponse | None = None
+    pending: BaseException | None = None  # a cancellation that arrived during a submission
     try:
         while True:
             try:
                 step = flow.send(reply)
             except StopIteration as stop:
-                return state.outcome(_flow_result(stop))
+                if pending is not None:
+                    raise pending from None
+                return state.outcome(stop.value)
             reply = None
+            if isinstance(step, HttpRequest | Wait) and pending is not None:
+                # The submission that was in flight has been read, and its Accepted (if any)
+                # observed: now the cancellation proceeds, and the job is cancelled below.
+                raise pending
             if isinstance(step, HttpRequest):
                 _check_deadline(state)
-                if step.retry == "submit":
-                    # Shielded: if the task is cancelled while a job is being created, wait for
-                    # the answer so the job's id is known and it can be cancelled at once.
-                    with anyio.CancelScope(shield=True):
-                        reply = await _send_async(client, step, state)
+                if step.creates_job:
+                    reply, pending = await _submit_async(client, step, state)
                 else:
                     reply = await _send_async(client, step, state)
             elif isinstance(step, Wait):
@@ -345,15 +497,82 @@ async def arun_flow(flow: Any, client: httpx.AsyncClient, ctx: FlowContext) -> F
     except _DeadlineHit:
         cancelled = await _cancel_async(client, state)
         raise state.deadline_error(cancelled) from None
-    except anyio.get_cancelled_exc_class():
+    except ProviderError as exc:
+        _attach_request_id(exc, state)
+        if pending is not None:
+            raise pending from None
+        raise
+    except BaseException:
+        # Cancellation of any kind (asyncio, anyio, trio), KeyboardInterrupt, a failing
+        # callback: send the job's cancel request before letting it propagate.
         await _cancel_async(client, state)
         raise
-    except ProviderError as exc:
-        if exc.request_id is None:
-            exc.request_id = state.request_id
-        raise
     finally:
+        state.finished()
         flow.close()
+
+
+async def _submit_async(
+    client: httpx.AsyncClient, request: HttpRequest, state: _State
+) -> tuple[HttpResponse | None, BaseException | None]:
+    """Send a submission so that a cancellation cannot lose its answer.
+
+    The send runs shielded from cancellation of every kind; a cancellation that arrives
+    meanwhile is returned (to be raised once the job's id is known), and the submission gets
+    at most :data:`SUBMIT_GRACE` more seconds to answer.
+    """
+    result: list[HttpResponse] = []
+
+    async def send() -> None:
+        result.append(await _send_async(client, request, state))
+
+    cancelled = await _run_shielded(send(), state)
+    return (result[0] if result else None), cancelled
+
+
+async def _run_shielded(work: Awaitable[None], state: _State) -> BaseException | None:
+    """Await ``work`` through cancellations; returns the first cancellation seen, if any.
+
+    * trio (and anyio cancel scopes): a shielded scope holds every cancellation back;
+    * native asyncio (``task.cancel()``, ``asyncio.timeout``, ``wait_for``, TaskGroups) pierces
+      anyio's shield, so there ``work`` runs in its own task and is awaited again after each
+      cancellation, until it ends or the grace runs out.
+    """
+    from fluxkit._http import _running_library
+
+    if _running_library() != "asyncio":
+        with anyio.CancelScope(shield=True):
+            await work
+        return None
+
+    import asyncio
+
+    task = asyncio.ensure_future(work)
+    cancelled: BaseException | None = None
+    give_up_at: float | None = None
+    with anyio.CancelScope(shield=True):  # anyio's repeated delivery is held back here
+        while not task.done():
+            try:
+                await asyncio.wait({task}, timeout=_remaining(give_up_at))
+            except asyncio.CancelledError as exc:
+                if cancelled is None:
+                    cancelled, state.stopping = exc, True
+                    give_up_at = time.monotonic() + SUBMIT_GRACE
+                continue
+            if give_up_at is not None and time.monotonic() >= give_up_at:
+                task.cancel()
+                break
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        assert error is not None
+        if cancelled is None or isinstance(error, ProviderError):
+            # a refused or uncertain submission is worth reporting even when cancelled
+            raise error
+    return cancelled
+
+
+def _remaining(at: float | None) -> float | None:
+    return None if at is None else max(0.0, at - time.monotonic())
 
 
 async def _sleep_async(seconds: float, state: _State) -> None:
@@ -370,11 +589,7 @@ async def _send_async(
     attempt = 0
     while True:
         try:
-            response = await client.send(_build(client, request, state.socket_timeout(request)))
-            try:
-                wire = _wire(response, await response.aread())
-            finally:
-                await response.aclose()
+            wire = await _exchange_async(client, request, state)
             decision: _Retry | HttpResponse = _after_response(state, request, wire, attempt)
         except httpx.TransportError as exc:
             decision = _after_network_error(state, request, exc, attempt)
@@ -385,15 +600,44 @@ async def _send_async(
         attempt += 1
 
 
+async def _exchange_async(
+    client: httpx.AsyncClient, request: HttpRequest, state: _State
+) -> HttpResponse:
+    left = state.time_left()
+    built = _build(client, request, state.read_timeout(request), left)
+    if left is None or request.creates_job:
+        return await _round_trip(client, built)
+    # Read timeouts are per read; the deadline also bounds the whole exchange (a stream).
+    with anyio.move_on_after(max(0.0, left)) as scope:
+        return await _round_trip(client, built)
+    if scope.cancelled_caught:
+        raise _DeadlineHit
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _round_trip(client: httpx.AsyncClient, built: httpx.Request) -> HttpResponse:
+    response = await client.send(built, stream=True)
+    try:
+        return _wire(response, await response.aread())
+    finally:
+        await response.aclose()
+
+
 async def _cancel_async(client: httpx.AsyncClient, state: _State) -> bool:
     if state.accepted is None or state.accepted.cancel is None:
         return False
+    cancel = state.accepted.cancel
+    acknowledged: list[bool] = []
+
+    async def send() -> None:
+        with anyio.move_on_after(_CANCEL_TIMEOUT):
+            try:
+                response = await client.send(_build(client, cancel, _CANCEL_TIMEOUT))
+                await response.aclose()
+            except httpx.HTTPError:
+                return
+            acknowledged.append(response.is_success)
+
     # Shielded: the task is being cancelled, yet the provider must still hear about it.
-    with anyio.CancelScope(shield=True), anyio.move_on_after(_CANCEL_TIMEOUT):
-        try:
-            response = await client.send(_build(client, state.accepted.cancel, _CANCEL_TIMEOUT))
-            await response.aclose()
-        except httpx.HTTPError:
-            return False
-        return response.is_success
-    return False
+    await _run_shielded(send(), state)
+    return bool(acknowledged and acknowledged[0])

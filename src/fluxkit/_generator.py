@@ -24,9 +24,23 @@ import httpx
 
 from fluxkit._capabilities import Capabilities, ValidateMode
 from fluxkit._core import RetryPolicy
-from fluxkit._drivers import Deadline, FlowContext, FlowOutcome, arun_flow, run_flow
+from fluxkit._drivers import (
+    SUBMIT_GRACE,
+    Deadline,
+    FlowContext,
+    FlowOutcome,
+    JobTracker,
+    arun_flow,
+    run_flow,
+)
 from fluxkit._events import Completed, Event
-from fluxkit._exceptions import DeadlineExceeded, InvalidRequestError, JobCancelledError
+from fluxkit._exceptions import (
+    DeadlineExceeded,
+    InvalidRequestError,
+    JobCancelledError,
+    ProviderError,
+)
+from fluxkit._http import default_async_transport, pool_limits
 from fluxkit._local import local_outcome, run_local
 from fluxkit._planning import (
     GenerationParams,
@@ -36,8 +50,9 @@ from fluxkit._planning import (
     fetch_flow,
     pending_downloads,
     plan_generation,
+    unfetched_images,
 )
-from fluxkit._results import GenerationResult
+from fluxkit._results import CallFailure, GenerationResult
 from fluxkit._types import GenerationRequest
 from fluxkit.backends import get_backend_class
 from fluxkit.backends._base import Call, CallOutput, CancelToken, HttpBackend, LocalBackend
@@ -79,6 +94,7 @@ class _GeneratorCore(Generic[ClientT]):
         max_concurrency: int = 8,
         validate: ValidateMode = "strict",
         download: bool = True,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         http_client: ClientT | None = None,
         **options: Any,
     ) -> None:
@@ -99,23 +115,37 @@ class _GeneratorCore(Generic[ClientT]):
                 self._backend = cls(model=model, **options)
         if validate not in ("strict", "coerce"):
             raise InvalidRequestError("validate", validate, "'strict' or 'coerce'")
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise InvalidRequestError("max_concurrency", max_concurrency, "an integer >= 1")
         if max_concurrency < 1:
             raise InvalidRequestError("max_concurrency", max_concurrency, "an integer >= 1")
+        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
+            raise InvalidRequestError("timeout", timeout, "seconds > 0, or None for no deadline")
+        if transport is not None and http_client is not None:
+            raise InvalidRequestError(
+                "transport", transport, "either transport= or http_client=, not both"
+            )
         self._timeout = timeout
         self._policy = RetryPolicy(max_retries=max_retries)
         self._max_concurrency = max_concurrency
         self._validate: ValidateMode = validate
         self._download = download
+        self._transport = transport
         self._owns_client = http_client is None
-        self._client: ClientT = http_client or self._new_client()
+        self._client: ClientT | None = http_client
         # max_concurrency bounds provider calls in flight across all of a generator's calls:
         # a semaphore for threads (sync), a limiter made in the event loop on first use (async)
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._call_limiter: anyio.CapacityLimiter | None = None
         self._limiters: dict[str, anyio.CapacityLimiter] = {}  # one per local device (async)
 
-    def _new_client(self) -> ClientT:
-        raise NotImplementedError
+    def _chosen_transport(self) -> Any:
+        """The user's transport, else the backend's own in-process one (the fake provider)."""
+        if self._transport is not None:
+            return self._transport
+        if isinstance(self._backend, HttpBackend):
+            return self._backend.default_transport()
+        return None
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -136,7 +166,12 @@ class _GeneratorCore(Generic[ClientT]):
     # -- planning (pure) ---------------------------------------------------------------------
 
     def _deadline(self, timeout: float | None) -> Deadline | None:
-        return Deadline.after(self._timeout if timeout is NOT_GIVEN else timeout)
+        chosen = self._timeout if timeout is NOT_GIVEN else timeout
+        if chosen is not None and not (
+            isinstance(chosen, int | float) and not isinstance(chosen, bool) and chosen > 0
+        ):
+            raise InvalidRequestError("timeout", chosen, "seconds > 0, or None for no deadline")
+        return Deadline.after(chosen)
 
     def _context(
         self,
@@ -144,8 +179,11 @@ class _GeneratorCore(Generic[ClientT]):
         deadline: Deadline | None,
         on_event: EventHandler | None,
         cancel_event: threading.Event | None = None,
+        tracker: JobTracker | None = None,
     ) -> FlowContext:
-        return FlowContext(self.backend, self._policy, deadline, on_event, call.index, cancel_event)
+        return FlowContext(
+            self.backend, self._policy, deadline, on_event, call.index, cancel_event, tracker
+        )
 
 
 def _emitter(on_event: EventHandler | None) -> EventHandler:
@@ -177,14 +215,21 @@ class Generator(_GeneratorCore[httpx.Client]):
         validate: ``"strict"`` raises on anything the backend cannot do; ``"coerce"`` adjusts
             it and returns a warning on the result.
         download: fetch image URLs before returning (default) or lazily on first use.
-        http_client: an ``httpx.Client`` to use (its owner closes it).
+        transport: an httpx transport every request goes through: a proxy, a mock, or a
+            fluxkit emulator (``Generator("fal", transport=FalEmulator().transport())``).
+        http_client: an ``httpx.Client`` to use instead of the generator's own (its owner
+            closes it).
         **options: backend-specific options.
     """
 
-    def _new_client(self) -> httpx.Client:
-        transport = self._backend.transport() if isinstance(self._backend, HttpBackend) else None
-        limits = _pool_limits(self._max_concurrency)
-        return httpx.Client(transport=transport, limits=limits, follow_redirects=True)
+    @property
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            limits = pool_limits(self._max_concurrency)
+            self._client = httpx.Client(
+                transport=self._chosen_transport(), limits=limits, follow_redirects=True
+            )
+        return self._client
 
     def generate(
         self,
@@ -245,25 +290,36 @@ class Generator(_GeneratorCore[httpx.Client]):
     def _stream(self, plan: Plan, deadline: Deadline | None) -> Iterator[Event]:
         events: queue.Queue[Any] = queue.Queue()
         cancel = threading.Event()
+        tracker = JobTracker()
         done = object()
 
         def work() -> None:
             try:
-                self._execute(plan, deadline, events.put, cancel)
+                self._run_plan(plan, deadline, events.put, cancel, tracker)
             except BaseException as exc:
                 events.put(exc)
             events.put(done)
 
         worker = threading.Thread(target=work, name="fluxkit-stream", daemon=True)
         worker.start()
+        finished = False
         try:
             while (item := events.get()) is not done:
                 if isinstance(item, BaseException):
+                    finished = True
                     raise item
+                if isinstance(item, Completed):
+                    finished = True
                 yield item
+            finished = True
         finally:
-            cancel.set()
-            worker.join()
+            if not finished:
+                # Left early (break, an exception in the loop body, Ctrl-C, garbage
+                # collection): stop every accepted job at the provider now — the worker may be
+                # blocked in a long status read and would notice only later.
+                cancel.set()
+                tracker.cancel_all(self._http)
+                worker.join(SUBMIT_GRACE + 5.0)
 
     def _execute(
         self,
@@ -272,38 +328,69 @@ class Generator(_GeneratorCore[httpx.Client]):
         on_event: EventHandler | None,
         cancel: threading.Event | None,
     ) -> GenerationResult:
-        started = time.monotonic()
+        """Run the plan in worker threads, so the caller's thread stays free to be interrupted.
+
+        Ctrl-C (or any exception) in the caller's thread cancels every accepted job at the
+        provider, lets a submission in flight finish so its job is cancelled too, and re-raises.
+        """
         cancel = cancel or threading.Event()
+        tracker = JobTracker()
+        outcome: list[GenerationResult] = []
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(self._run_plan(plan, deadline, on_event, cancel, tracker))
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=work, name="fluxkit-generate", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.25)  # short waits: signals (Ctrl-C) reach this thread between them
+        except BaseException as interruption:
+            cancel.set()
+            ids = tracker.cancel_all(self._http)
+            worker.join(SUBMIT_GRACE + 5.0)
+            ids += [i for i in tracker.cancelled if i not in ids]
+            if ids:
+                interruption.add_note(f"cancelled at {self.backend}: {', '.join(ids)}")
+            raise
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    def _run_plan(
+        self,
+        plan: Plan,
+        deadline: Deadline | None,
+        on_event: EventHandler | None,
+        cancel: threading.Event,
+        tracker: JobTracker,
+    ) -> GenerationResult:
+        started = time.monotonic()
         calls = plan.calls
+        results: list[FlowOutcome[CallOutput] | BaseException]
         if isinstance(self._backend, LocalBackend) or len(calls) == 1:
-            outcomes = [self._run_call(call, deadline, on_event, cancel) for call in calls]
+            results = [
+                _capture(self._run_call, call, deadline, on_event, cancel, tracker)
+                for call in calls
+            ]
         else:
-            outcomes = self._run_concurrently(calls, deadline, on_event, cancel)
+            workers = min(self._max_concurrency, len(calls))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fluxkit") as pool:
+                futures = [
+                    pool.submit(_capture, self._run_call, call, deadline, on_event, cancel, tracker)
+                    for call in calls
+                ]
+                results = [future.result() for future in futures]
         result = assemble_result(
-            plan, self.backend, outcomes, time.monotonic() - started, self._fetch
+            plan, self.backend, *_split(plan, results), time.monotonic() - started, self._fetch
         )
         if on_event is not None:
             on_event(Completed(result))
         return result
-
-    def _run_concurrently(
-        self,
-        calls: list[Call],
-        deadline: Deadline | None,
-        on_event: EventHandler | None,
-        cancel: threading.Event,
-    ) -> list[FlowOutcome[CallOutput]]:
-        workers = min(self._max_concurrency, len(calls))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fluxkit") as pool:
-            futures = [
-                pool.submit(self._run_call, call, deadline, on_event, cancel) for call in calls
-            ]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                # One call failed (or we were interrupted): stop the others at the provider too.
-                cancel.set()
-                raise
 
     def _run_call(
         self,
@@ -311,21 +398,25 @@ class Generator(_GeneratorCore[httpx.Client]):
         deadline: Deadline | None,
         on_event: EventHandler | None,
         cancel: threading.Event,
+        tracker: JobTracker,
     ) -> FlowOutcome[CallOutput]:
         backend = self._backend
         if isinstance(backend, LocalBackend):
             token = CancelToken(deadline.at if deadline else None, linked=cancel)
             started = time.monotonic()
             return local_outcome(run_local(backend, call, _emitter(on_event), token), started)
-        ctx = self._context(call, deadline, on_event, cancel)
+        ctx = self._context(call, deadline, on_event, cancel, tracker)
         self._acquire_slot(deadline, cancel)
         try:
-            outcome: FlowOutcome[CallOutput] = run_flow(backend.flow(call), self._client, ctx)
+            outcome: FlowOutcome[CallOutput] = run_flow(backend.flow(call), self._http, ctx)
         finally:
             self._slots.release()
         if self._download and pending_downloads(outcome.value):
             # After the slot is freed: max_concurrency bounds provider jobs, not CDN downloads.
-            run_flow(download_flow(outcome.value), self._client, ctx)
+            try:
+                run_flow(download_flow(outcome.value), self._http, ctx)
+            except (ProviderError, DeadlineExceeded) as exc:
+                raise unfetched_images(self.backend, outcome, exc) from exc
         return outcome
 
     def _acquire_slot(self, deadline: Deadline | None, cancel: threading.Event) -> None:
@@ -338,12 +429,12 @@ class Generator(_GeneratorCore[httpx.Client]):
 
     def _fetch(self, url: str) -> bytes:
         ctx = FlowContext(self.backend, self._policy, Deadline.after(self._timeout))
-        data: bytes = run_flow(fetch_flow(url), self._client, ctx).value
+        data: bytes = run_flow(fetch_flow(url), self._http, ctx).value
         return data
 
     def close(self) -> None:
         """Close the HTTP client (if this generator made it) and release the backend."""
-        if self._owns_client:
+        if self._owns_client and self._client is not None:
             self._client.close()
         self._backend.close()
 
@@ -382,16 +473,16 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         ```
     """
 
-    def _new_client(self) -> httpx.AsyncClient:
-        from fluxkit._transport import default_async_transport
-
-        limits = _pool_limits(self._max_concurrency)
-        transport = (
-            self._backend.async_transport() if isinstance(self._backend, HttpBackend) else None
-        )
-        if transport is None:
-            transport = default_async_transport(limits)
-        return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=True)
+    @property
+    def _http(self) -> httpx.AsyncClient:
+        """The client, made on first use inside the running loop (aiohttp binds to it)."""
+        if self._client is None:
+            limits = pool_limits(self._max_concurrency)
+            transport = self._chosen_transport() or default_async_transport(limits)
+            self._client = httpx.AsyncClient(
+                transport=transport, limits=limits, follow_redirects=True
+            )
+        return self._client
 
     async def generate(
         self,
@@ -425,43 +516,53 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         self, plan: Plan, deadline: Deadline | None, on_event: EventHandler | None
     ) -> GenerationResult:
         started = time.monotonic()
-        outcomes: list[FlowOutcome[CallOutput] | None] = [None] * len(plan.calls)
+        results: list[FlowOutcome[CallOutput] | BaseException] = [
+            JobCancelledError("not run", backend=self.backend)
+        ] * len(plan.calls)
         if self._call_limiter is None:
             self._call_limiter = anyio.CapacityLimiter(self._max_concurrency)
         limiter = self._call_limiter
 
         async def run(call: Call) -> None:
-            async with limiter:
-                outcome = await self._run_call(call, deadline, on_event)
-            if self._download and pending_downloads(outcome.value):
-                # After the slot is freed: max_concurrency bounds provider jobs, not downloads.
-                ctx = self._context(call, deadline, on_event)
-                await arun_flow(download_flow(outcome.value), self._client, ctx)
-            outcomes[call.index] = outcome
+            try:
+                results[call.index] = await self._run_call(call, deadline, on_event, limiter)
+            except Exception as exc:  # kept per call: one failure must not drop paid images
+                results[call.index] = exc
 
         if len(plan.calls) == 1:
             await run(plan.calls[0])
         else:
-            try:
-                async with anyio.create_task_group() as group:
-                    for call in plan.calls:
-                        group.start_soon(run, call)
-            except BaseExceptionGroup as group_error:
-                raise _first_error(group_error) from None
-        done = [outcome for outcome in outcomes if outcome is not None]
-        result = assemble_result(plan, self.backend, done, time.monotonic() - started, None)
+            async with anyio.create_task_group() as group:
+                for call in plan.calls:
+                    group.start_soon(run, call)
+        result = assemble_result(
+            plan, self.backend, *_split(plan, results), time.monotonic() - started, None
+        )
         if on_event is not None:
             on_event(Completed(result))
         return result
 
     async def _run_call(
-        self, call: Call, deadline: Deadline | None, on_event: EventHandler | None
+        self,
+        call: Call,
+        deadline: Deadline | None,
+        on_event: EventHandler | None,
+        limiter: anyio.CapacityLimiter,
     ) -> FlowOutcome[CallOutput]:
         backend = self._backend
         if isinstance(backend, LocalBackend):
             return await self._run_local(backend, call, deadline, on_event)
         ctx = self._context(call, deadline, on_event)
-        outcome: FlowOutcome[CallOutput] = await arun_flow(backend.flow(call), self._client, ctx)
+        async with limiter:
+            outcome: FlowOutcome[CallOutput] = await arun_flow(
+                backend.flow(call), self._http, ctx
+            )
+        if self._download and pending_downloads(outcome.value):
+            # After the slot is freed: max_concurrency bounds provider jobs, not downloads.
+            try:
+                await arun_flow(download_flow(outcome.value), self._http, ctx)
+            except (ProviderError, DeadlineExceeded) as exc:
+                raise unfetched_images(self.backend, outcome, exc) from exc
         return outcome
 
     async def _run_local(
@@ -491,7 +592,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
 
     async def aclose(self) -> None:
         """Close the HTTP client (if this generator made it) and release the backend."""
-        if self._owns_client:
+        if self._owns_client and self._client is not None:
             await self._client.aclose()
         await anyio.to_thread.run_sync(self._backend.close)
 
@@ -510,31 +611,50 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         return f"AsyncGenerator({self._backend!r})"
 
 
-def _pool_limits(max_concurrency: int) -> httpx.Limits:
-    # One request in flight per call, plus room for cancels and downloads; httpcore scans every
-    # pooled connection per request, so the pool is not made larger than that.
-    return httpx.Limits(
-        max_connections=max(10, max_concurrency + 4),
-        max_keepalive_connections=max(10, max_concurrency),
-    )
+def _capture(
+    function: Callable[..., FlowOutcome[CallOutput]], *args: Any
+) -> FlowOutcome[CallOutput] | BaseException:
+    """Run one call, keeping its error as a value: a failed call must not drop the others'."""
+    try:
+        return function(*args)
+    except Exception as exc:
+        return exc
 
 
-def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        if not isinstance(exc, anyio.get_cancelled_exc_class()):
-            return exc
-    return group.exceptions[0]
+def _split(
+    plan: Plan, results: list[FlowOutcome[CallOutput] | BaseException]
+) -> tuple[list[FlowOutcome[CallOutput]], list[CallFailure]]:
+    """Successful outcomes and typed failures; raises when nothing succeeded."""
+    outcomes = [r for r in results if isinstance(r, FlowOutcome)]
+    errors = [(i, r) for i, r in enumerate(results) if not isinstance(r, FlowOutcome)]
+    if not outcomes:
+        raise errors[0][1]
+    for _, error in errors:
+        if not isinstance(error, ProviderError | DeadlineExceeded):
+            raise error  # a bug or a bad request, not a provider failure: never hide it
+    failures = [
+        CallFailure(index, plan.calls[index].seeds, error)
+        for index, error in errors
+        if isinstance(error, Exception)
+    ]
+    return outcomes, failures
 
 
 class _AsyncEventStream:
-    """Async iterator over a generation's events; closing it early cancels the job."""
+    """Async iterator over a generation's events; leaving it early cancels the job.
+
+    The generation runs in a task of its own (asyncio or trio) inside a cancel scope.
+    ``aclose()`` — called by ``async with``, by ``contextlib.aclosing(...)``, or, after a plain
+    ``break``, when the iterator is garbage collected — cancels that scope, and the drivers
+    cancel every accepted job at the provider.
+    """
 
     def __init__(self, owner: AsyncGenerator, plan: Plan, deadline: Deadline | None) -> None:
         self._owner, self._plan, self._deadline = owner, plan, deadline
-        self._queue: asyncio.Queue[Any] | None = None
-        self._task: asyncio.Task[GenerationResult] | None = None
+        self._receive: Any = None
+        self._scope: anyio.CancelScope | None = None
+        self._done: anyio.Event | None = None
+        self._call_soon: Callable[[Callable[[], None]], object] | None = None
         self._finished = False
 
     def __aiter__(self) -> _AsyncEventStream:
@@ -543,14 +663,13 @@ class _AsyncEventStream:
     async def __anext__(self) -> Event:
         if self._finished:
             raise StopAsyncIteration
-        if self._task is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.ensure_future(
-                self._owner._execute(self._plan, self._deadline, self._queue.put_nowait)
-            )
-            self._task.add_done_callback(self._on_done)
-        assert self._queue is not None
-        item = await self._queue.get()
+        if self._done is None:
+            self._start()
+        try:
+            item = await self._receive.receive()
+        except anyio.EndOfStream:
+            self._finished = True
+            raise StopAsyncIteration from None
         if isinstance(item, BaseException):
             self._finished = True
             raise item
@@ -558,18 +677,57 @@ class _AsyncEventStream:
             self._finished = True
         return item  # type: ignore[no-any-return]
 
-    def _on_done(self, task: asyncio.Task[GenerationResult]) -> None:
-        assert self._queue is not None
-        if task.cancelled():
-            self._queue.put_nowait(JobCancelledError("stream closed", backend=self._owner.backend))
-        elif task.exception() is not None:
-            self._queue.put_nowait(task.exception())
+    def _start(self) -> None:
+        from fluxkit._http import _running_library
+
+        send, receive = anyio.create_memory_object_stream[Any](max_buffer_size=1_000_000)
+        self._receive = receive
+        scope = self._scope = anyio.CancelScope()
+        done = self._done = anyio.Event()
+
+        async def produce() -> None:
+            try:
+                with scope:
+                    await self._owner._execute(self._plan, self._deadline, send.send_nowait)
+            except Exception as exc:
+                send.send_nowait(exc)
+            finally:
+                send.close()
+                done.set()
+
+        if _running_library() == "trio":
+            import trio
+
+            token = trio.lowlevel.current_trio_token()
+            self._call_soon = token.run_sync_soon
+            trio.lowlevel.spawn_system_task(produce)
+        else:
+            task = asyncio.ensure_future(produce())
+            loop = task.get_loop()
+            self._call_soon = loop.call_soon_threadsafe
 
     async def aclose(self) -> None:
+        """Stop: cancels the generation (and its jobs at the provider) if it is still running."""
         self._finished = True
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
+        if self._scope is not None and self._done is not None and not self._done.is_set():
+            self._scope.cancel()
+            with anyio.CancelScope(shield=True):
+                await self._done.wait()
+        if self._receive is not None:
+            self._receive.close()
+
+    def __del__(self) -> None:
+        # Dropped without aclose() (a plain ``break``): cancel the generation on its loop; the
+        # drivers then cancel the accepted jobs at the provider, as they would for aclose().
+        scope, done, call_soon = self._scope, self._done, self._call_soon
+        if scope is not None and done is not None and call_soon is not None and not done.is_set():
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
+                call_soon(scope.cancel)
+            except RuntimeError:  # the loop is closed: nothing is left to cancel with
                 pass
+
+    async def __aenter__(self) -> _AsyncEventStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

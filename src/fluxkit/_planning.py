@@ -22,8 +22,8 @@ from fluxkit._capabilities import (
 from fluxkit._core import Flow, HttpRequest, send
 from fluxkit._core._media import decode_data_uri, sniff_format
 from fluxkit._drivers import FlowOutcome
-from fluxkit._exceptions import InvalidRequestError
-from fluxkit._results import GeneratedImage, GenerationResult, Timings
+from fluxkit._exceptions import InvalidRequestError, ResultUnavailableError
+from fluxkit._results import CallFailure, GeneratedImage, GenerationResult, Timings
 from fluxkit._types import MAX_SEED, GenerationRequest, ImageLike, LoRA, OutputFormat, SizePreset
 from fluxkit._version import __version__
 from fluxkit._warnings import ContentFlagged
@@ -35,6 +35,7 @@ __all__ = [
     "assemble_result",
     "fetch_flow",
     "plan_generation",
+    "unfetched_images",
 ]
 
 
@@ -146,10 +147,12 @@ def assemble_result(
     plan: Plan,
     backend: str,
     outcomes: Sequence[FlowOutcome[CallOutput]],
+    failures: Sequence[CallFailure],
     total: float,
     fetch: Callable[[str], bytes] | None,
 ) -> GenerationResult:
-    """The result: every call's images in order, with seeds, records, ids, timings, warnings."""
+    """The result: every successful call's images in order, with seeds, records, ids, timings,
+    warnings — and a typed failure per call that failed."""
     images: list[GeneratedImage] = []
     warnings = list(plan.warnings)
     request_ids: list[str] = []
@@ -190,6 +193,26 @@ def assemble_result(
         request_ids=tuple(request_ids),
         timings=timings,
         warnings=tuple(warnings),
+        failures=tuple(failures),
+    )
+
+
+def unfetched_images(
+    backend: str, outcome: FlowOutcome[CallOutput], cause: BaseException
+) -> ResultUnavailableError:
+    """The error for a finished (paid) call whose images could not be downloaded.
+
+    It carries the request id and every image URL still missing, so the images can be fetched
+    later; it is never a "job failed".
+    """
+    output = outcome.value
+    missing = [image.url for image in output.images if image.data is None and image.url]
+    return ResultUnavailableError(
+        f"the job finished but {len(missing)} image(s) could not be downloaded ({cause}); "
+        "fetch them from `urls` before the provider's retention ends",
+        backend=backend,
+        request_id=output.request_id or outcome.request_id,
+        urls=missing,
     )
 
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from fluxkit._types import GenerationRequest
 
-__all__ = ["GeneratedImage", "GenerationResult", "Timings"]
+__all__ = ["CallFailure", "GeneratedImage", "GenerationResult", "Timings"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,30 @@ class GeneratedImage:
 
 
 @dataclass(frozen=True)
+class CallFailure:
+    """One provider call of a generation that failed while others succeeded.
+
+    With ``n > 1`` fluxkit splits the work into calls; a failed call does not throw away the
+    images the other calls produced (and that were paid for). Its error says why and carries
+    the provider's request id and, when the job finished but its images could not be fetched,
+    their URLs (:class:`fluxkit.ResultUnavailableError`).
+
+    Attributes:
+        index: the call's position in the generation.
+        seeds: the seeds of the images this call would have produced.
+        error: the typed error (a ``ProviderError`` or ``DeadlineExceeded``).
+    """
+
+    index: int
+    seeds: tuple[int, ...]
+    error: Exception
+
+    @property
+    def request_id(self) -> str | None:
+        return getattr(self.error, "request_id", None)
+
+
+@dataclass(frozen=True)
 class GenerationResult:
     """Everything a generation produced.
 
@@ -138,6 +162,9 @@ class GenerationResult:
         request_ids: the provider's job ids (one per call when ``n`` was split).
         timings: queue, run and total seconds.
         warnings: typed warnings (coerced values, NSFW flags, provider notices).
+        failures: calls that failed while others succeeded (``n > 1``): their seeds and typed
+            errors. Empty when every image arrived; when *every* call fails, ``generate()``
+            raises the first error instead of returning.
     """
 
     images: tuple[GeneratedImage, ...]
@@ -147,6 +174,24 @@ class GenerationResult:
     request_ids: tuple[str, ...] = ()
     timings: Timings = field(default_factory=Timings)
     warnings: tuple[Warning, ...] = ()
+    failures: tuple[CallFailure, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when every requested image arrived (no :attr:`failures`)."""
+        return not self.failures
+
+    def raise_for_failures(self) -> GenerationResult:
+        """Raise the first failure's error if any call failed; else return ``self``.
+
+        For code that wants all-or-nothing: ``gen.generate(..., n=4).raise_for_failures()``.
+        The error's ``partial`` attribute holds this result, so paid images stay reachable.
+        """
+        if self.failures:
+            error = self.failures[0].error
+            error.partial = self  # type: ignore[attr-defined]
+            raise error
+        return self
 
     @property
     def image(self) -> GeneratedImage:

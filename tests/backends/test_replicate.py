@@ -51,7 +51,12 @@ def uploads() -> UploadCache:
 @pytest.fixture
 def gen(emu: ReplicateEmulator, uploads: UploadCache) -> Iterator[fluxkit.Generator]:
     with fluxkit.Generator(
-        "replicate", api_key="test", emulator=emu, upload_cache=uploads, timeout=20
+        "replicate",
+        api_key="test",
+        transport=emu.transport(),
+        base_url=emu.base_url,
+        upload_cache=uploads,
+        timeout=20,
     ) as generator:
         yield generator
 
@@ -59,7 +64,12 @@ def gen(emu: ReplicateEmulator, uploads: UploadCache) -> Iterator[fluxkit.Genera
 @pytest.fixture
 async def agen(emu: ReplicateEmulator, uploads: UploadCache) -> Any:
     async with fluxkit.AsyncGenerator(
-        "replicate", api_key="test", emulator=emu, upload_cache=uploads, timeout=20
+        "replicate",
+        api_key="test",
+        transport=emu.transport(),
+        base_url=emu.base_url,
+        upload_cache=uploads,
+        timeout=20,
     ) as generator:
         yield generator
 
@@ -266,7 +276,12 @@ def test_reference_images_are_unsupported_everywhere_on_replicate(
 def test_large_images_are_uploaded_once(emu: ReplicateEmulator, uploads: UploadCache) -> None:
     image = noisy_png(256, 256)
     with fluxkit.Generator(
-        "replicate", api_key="test", emulator=emu, upload_cache=uploads, inline_limit=1024
+        "replicate",
+        api_key="test",
+        transport=emu.transport(),
+        base_url=emu.base_url,
+        upload_cache=uploads,
+        inline_limit=1024,
     ) as generator:
         for seed in range(3):
             generator.generate("a painting", image=image, seed=seed)
@@ -285,7 +300,12 @@ async def test_concurrent_calls_share_one_upload(
     emu: ReplicateEmulator, uploads: UploadCache
 ) -> None:
     async with fluxkit.AsyncGenerator(
-        "replicate", api_key="test", emulator=emu, upload_cache=uploads, inline_limit=1024
+        "replicate",
+        api_key="test",
+        transport=emu.transport(),
+        base_url=emu.base_url,
+        upload_cache=uploads,
+        inline_limit=1024,
     ) as generator:
         result = await generator.generate("a painting", image=noisy_png(256, 256), n=4, seed=1)
 
@@ -399,7 +419,9 @@ def test_server_errors_are_retried_on_create_and_poll(
 
 
 def test_wrong_token_is_an_authentication_error(emu: ReplicateEmulator) -> None:
-    with fluxkit.Generator("replicate", api_key="wrong", emulator=emu) as generator:
+    with fluxkit.Generator(
+        "replicate", api_key="wrong", transport=emu.transport(), base_url=emu.base_url
+    ) as generator:
         with pytest.raises(AuthenticationError) as caught:
             generator.generate("x", size=(512, 512))
     assert caught.value.status_code == 401
@@ -457,7 +479,7 @@ def test_missing_token_names_the_variable() -> None:
 
 
 def test_token_comes_from_the_environment(emu: ReplicateEmulator) -> None:
-    backend = ReplicateBackend(environ={"REPLICATE_API_TOKEN": "test"}, emulator=emu)
+    backend = ReplicateBackend(environ={"REPLICATE_API_TOKEN": "test"}, base_url=emu.base_url)
     assert backend.api_key is not None and backend.api_key.reveal() == "test"
     assert "test" not in repr(backend)
 

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 
 from fluxkit._core._wire import RetryMode
 
-__all__ = ["RetryPolicy", "parse_retry_after"]
+__all__ = ["MAYBE_ACCEPTED", "RetryPolicy", "parse_retry_after"]
 
-_NOT_ACCEPTED = frozenset({429, 502, 503, 504})
+_NOT_ACCEPTED = frozenset({429, 503})
+"""Answers that prove a submission was refused, so resending it cannot pay twice. 502 and 504
+come from a gateway that may have forwarded the request before giving up: "maybe accepted"."""
 _TRANSIENT = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+MAYBE_ACCEPTED = frozenset({500, 502, 504})
+"""Answers to a submission that may hide an accepted job (a gateway's, after forwarding)."""
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
@@ -66,13 +70,18 @@ class RetryPolicy:
         statuses = _NOT_ACCEPTED if mode == "submit" else _TRANSIENT
         return status in statuses
 
+    def submit_outcome_unknown(self, status: int, mode: RetryMode) -> bool:
+        """A final answer to a plain submission after which the job may nonetheless exist."""
+        return mode == "submit" and status in MAYBE_ACCEPTED
+
     def should_retry_network(self, mode: RetryMode, attempt: int, *, sent: bool) -> bool:
         """A transport failure; ``sent`` is False when the connection never opened."""
         if attempt >= self.max_retries or mode == "never":
             return False
         # A submit whose body may have reached the provider could have created a job: resending
-        # risks paying twice, so only a connection that never opened is retried.
-        return mode == "idempotent" or not sent
+        # risks paying twice, so only a connection that never opened is retried — unless the
+        # provider deduplicates on a key the request carries.
+        return mode in ("idempotent", "submit-deduplicated") or not sent
 
     def delay(
         self,

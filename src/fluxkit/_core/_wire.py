@@ -13,20 +13,30 @@ A flow yields one of these steps and receives an :class:`HttpResponse` back afte
 from __future__ import annotations
 
 import json as _json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["Accepted", "HttpRequest", "HttpResponse", "RetryMode", "Wait"]
+if TYPE_CHECKING:
+    from fluxkit._config import Secret
 
-RetryMode = Literal["submit", "idempotent", "never"]
+__all__ = ["SUBMIT_MODES", "Accepted", "HttpRequest", "HttpResponse", "RetryMode", "Wait"]
+
+RetryMode = Literal["submit", "submit-deduplicated", "idempotent", "never"]
 """How a failed request may be retried.
 
-* ``"submit"`` — creates a job: retried only on answers that prove it was *not* accepted
-  (429, 502, 503, 504, connection refused), never on a read timeout after the body was sent.
+* ``"submit"`` — creates a job: resent only where the provider provably did not accept it (429,
+  503, a connection that failed before the request was sent). 502, 504, a reset or a read
+  timeout after sending mean "maybe accepted": the driver raises ``JobMayExistError`` instead of
+  paying twice.
+* ``"submit-deduplicated"`` — creates a job, but carries a key the provider deduplicates on
+  (an idempotency key): resending is safe after any transient failure.
 * ``"idempotent"`` — status, result, download, cancel: retried on 429, 5xx and network errors.
 * ``"never"`` — sent once.
 """
+
+SUBMIT_MODES = frozenset({"submit", "submit-deduplicated"})
+"""The retry modes of a request that creates a (paid) job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +45,8 @@ class HttpRequest:
 
     method: str
     url: str
-    # never shown: they carry credentials
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # never shown: they carry credentials (as ``Secret`` values, revealed only by the driver)
+    headers: Mapping[str, str | Secret] = field(default_factory=dict, repr=False)
     json: Any = None
     content: bytes | None = None
     params: Mapping[str, str] | None = None
@@ -45,7 +55,20 @@ class HttpRequest:
     """When True the driver maps a final non-2xx answer to the error tree itself; when False the
     flow receives it and decides."""
     timeout: float | None = None
-    """Per-request socket timeout in seconds (the driver also caps it by the deadline)."""
+    """Per-read socket timeout in seconds (the driver also caps it by the deadline)."""
+    deadline_headers: Callable[[float], Mapping[str, str]] | None = field(
+        default=None, compare=False
+    )
+    """Headers that depend on the time left, built by the driver at send time from the seconds
+    remaining before the call's deadline: a server-side deadline (fal ``X-Fal-Request-Timeout``,
+    Replicate ``Cancel-After``) or a hold that must not outlast it (``Prefer: wait``). Flows hold
+    no clock, so they say *how* and the driver says *when*. A header given as ``""`` is
+    removed."""
+
+    @property
+    def creates_job(self) -> bool:
+        """Whether sending this may create a paid job."""
+        return self.retry in SUBMIT_MODES
 
 
 @dataclass(frozen=True, slots=True)

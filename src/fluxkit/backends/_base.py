@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from fluxkit._core import Flow
     from fluxkit._events import Event
     from fluxkit._types import GenerationRequest
-    from fluxkit.testing._emulator import Emulator
 
 __all__ = ["Call", "CallOutput", "CancelToken", "HttpBackend", "ImageOutput", "LocalBackend"]
 
@@ -186,23 +185,12 @@ class HttpBackend(_BackendBase):
     def flow(self, call: Call) -> Flow[CallOutput]:
         """The submit -> poll -> fetch flow for one call."""
 
-    emulator: Emulator | None = None
-    """An in-process provider emulator (``fluxkit.testing``) answering instead of the network,
-    unless ``base_url`` points elsewhere (e.g. at the same emulator on a real port)."""
+    def default_transport(self) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
+        """A transport of the backend's own, used when the user gives none (None: the network).
 
-    def transport(self) -> httpx.BaseTransport | None:
-        """The transport the sync client must use: the in-process emulator's, if any."""
-        emulator = self._in_process_emulator()
-        return emulator.transport() if emulator is not None else None
-
-    def async_transport(self) -> httpx.AsyncBaseTransport | None:
-        emulator = self._in_process_emulator()
-        return emulator.transport() if emulator is not None else None
-
-    def _in_process_emulator(self) -> Emulator | None:
-        emulator = self.emulator
-        if emulator is not None and self.base_url == emulator.base_url.rstrip("/"):
-            return emulator
+        Only the offline ``fake`` provider has one; emulators and proxies come in through the
+        generators' ``transport=``/``http_client=``, the one seam.
+        """
         return None
 
     def __repr__(self) -> str:

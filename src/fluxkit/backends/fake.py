@@ -1,9 +1,11 @@
 """The ``fake`` backend: a real queue flow against fluxkit's own emulated provider.
 
 It runs every part of the stack a hosted backend runs — submit, long-poll, fetch, cancel, the
-drivers' retries and deadlines — against :class:`fluxkit.testing.FakeProviderEmulator`,
-in-process by default or on a real port with ``base_url=``. Images are deterministic functions
-of prompt, seed, size, LoRAs and init image, so apps can be unit-tested offline.
+drivers' retries and deadlines — against fluxkit's own offline provider, answered in-process
+by default (``fluxkit.backends._fake``), or against a scriptable emulator through the one seam:
+``Generator("fake", transport=FakeProviderEmulator().transport())``, or ``base_url=`` for one on
+a real port. Images are deterministic functions of prompt, seed, size, LoRAs and init image, so
+apps can be unit-tested offline.
 
 ```python
 import fluxkit
@@ -16,6 +18,7 @@ result.seeds          # (7, 8)
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +31,7 @@ from fluxkit._exceptions import JobCancelledError, JobFailedError, ResponseForma
 from fluxkit.backends._base import Call, CallOutput, HttpBackend, ImageOutput
 
 if TYPE_CHECKING:
-    from fluxkit.testing.fake import FakeProviderEmulator
+    import httpx
 
 __all__ = ["CAPABILITIES", "MODEL_ALIASES", "FakeBackend", "backend_class"]
 
@@ -70,30 +73,21 @@ _LONG_POLL = "2"
 
 
 class FakeBackend(HttpBackend):
-    """Deterministic offline provider. ``emulator=`` injects a scripted emulator."""
+    """Deterministic offline provider, answered in-process unless ``base_url`` points elsewhere."""
 
     name = "fake"
     capabilities_table = CAPABILITIES
     model_aliases = MODEL_ALIASES
     default_model = "fake-flux-dev"
+    default_base_url = "http://fake.fluxkit.local"
 
-    def __init__(
-        self,
-        *,
-        api_key: str | Secret | None = None,
-        base_url: str | None = None,
-        model: str | None = None,
-        environ: Mapping[str, str] | None = None,
-        emulator: FakeProviderEmulator | None = None,
-    ) -> None:
-        if emulator is None and base_url is None:
-            from fluxkit.testing.fake import FakeProviderEmulator
+    def default_transport(self) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
+        """The in-process fake provider, unless ``base_url`` names a real server."""
+        if self.base_url != self.default_base_url:
+            return None
+        from fluxkit.backends._fake._provider import FakeProvider
 
-            emulator = FakeProviderEmulator()
-        self.emulator = emulator
-        if base_url is None and emulator is not None:
-            base_url = emulator.base_url
-        super().__init__(api_key=api_key, base_url=base_url, model=model, environ=environ)
+        return FakeProvider()
 
     def resolve_credentials(
         self, api_key: str | Secret | None, environ: Mapping[str, str] | None
@@ -103,8 +97,8 @@ class FakeBackend(HttpBackend):
             return api_key
         return Secret(api_key) if api_key else None
 
-    def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
+    def _headers(self) -> dict[str, str | Secret]:
+        return {"authorization": self.api_key.prefixed("Bearer ")} if self.api_key else {}
 
     def payload(self, call: Call) -> dict[str, Any]:
         """The submit body for ``call`` (pure; exposed for payload tests)."""
@@ -133,8 +127,17 @@ class FakeBackend(HttpBackend):
 
     def flow(self, call: Call) -> Flow[CallOutput]:
         base, headers = f"{self.base_url}/v1/generations", self._headers()
+        # The fake provider deduplicates on this key, so a submission with no clear answer
+        # (a 502, a dropped connection) is resent safely instead of raising JobMayExistError.
+        key = {"idempotency-key": secrets.token_hex(16)}
         submitted = yield from send(
-            HttpRequest("POST", base, headers=headers, json=self.payload(call), retry="submit")
+            HttpRequest(
+                "POST",
+                base,
+                headers={**headers, **key},
+                json=self.payload(call),
+                retry="submit-deduplicated",
+            )
         )
         job = submitted.json()
         job_id = str(job["id"])
@@ -169,7 +172,9 @@ class FakeBackend(HttpBackend):
             result = fetched.json()
         return CallOutput(self._images(result, job_id), request_id=job_id)
 
-    def _follow(self, base: str, job_id: str, headers: dict[str, str]) -> Flow[dict[str, Any]]:
+    def _follow(
+        self, base: str, job_id: str, headers: Mapping[str, str | Secret]
+    ) -> Flow[dict[str, Any]]:
         """Long-poll the status until it is final, turning changes into events."""
         position: int | None = None
         steps_seen = logs_seen = 0

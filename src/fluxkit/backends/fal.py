@@ -20,20 +20,25 @@ How a call runs (https://fal.ai/docs/documentation/model-apis/inference/queue):
    gives ``Queued(position)`` events; once it is next or running, one
    ``GET status_url/stream?logs=1`` (Server-Sent Events; fal closes it after ``COMPLETED``) wakes
    the flow the moment the job ends, without polling. Logs become ``Log`` events;
-4. the result is fetched at once: fal keeps results of 10 KB or more for only 6 minutes;
-5. a deadline or a cancelled task sends ``PUT cancel_url``.
+4. the result is fetched at once: fal keeps results of 10 KB or more for only 6 minutes; a
+   fetch that still fails after retries is :class:`ResultUnavailableError` (with the URL), never
+   "job failed";
+5. a deadline or a cancelled task sends ``PUT cancel_url``; the submission also carries
+   ``X-Fal-Request-Timeout`` (the time left), so a job still queued at the deadline dies at fal
+   even if this process is gone.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fluxkit._config import Secret, resolve_secret
-from fluxkit._core import Flow, HttpRequest, PollSchedule, Wait, accept, send
+from fluxkit._core import Flow, HttpRequest, HttpResponse, PollSchedule, Wait, accept, send
 from fluxkit._core._errors import error_from_response
-from fluxkit._exceptions import MissingCredentialsError
+from fluxkit._exceptions import MissingCredentialsError, ResultUnavailableError
 from fluxkit._images import InputImage
 from fluxkit._types import GenerationRequest
 from fluxkit._uploads import UploadCache, image_reference
@@ -50,9 +55,6 @@ from fluxkit.backends._fal._queue import (
     ticket_from_submit,
 )
 from fluxkit.backends._fal._storage import FalStorage
-
-if TYPE_CHECKING:
-    from fluxkit.testing.fal import FalEmulator
 
 __all__ = ["CAPABILITIES", "MODEL_ALIASES", "FalBackend", "backend_class"]
 
@@ -80,7 +82,6 @@ class FalBackend(HttpBackend):
             ``flux-pro-ultra``) or any fal endpoint id.
         upload_cache: where uploaded input images are remembered (default: one per process).
         stream_status: wait on the SSE status stream (default); False polls instead.
-        emulator: a :class:`fluxkit.testing.FalEmulator` to answer in-process.
     """
 
     name = "fal"
@@ -101,11 +102,7 @@ class FalBackend(HttpBackend):
         rest_url: str | None = None,
         cdn_url: str | None = None,
         stream_status: bool = True,
-        emulator: FalEmulator | None = None,
     ) -> None:
-        self.emulator = emulator
-        if emulator is not None and base_url is None:
-            base_url = emulator.base_url
         super().__init__(api_key=api_key, base_url=base_url, model=model, environ=environ)
         custom_root = self.base_url != self.default_base_url
         self.rest_url = (rest_url or (self.base_url if custom_root else _REST_URL)).rstrip("/")
@@ -135,9 +132,9 @@ class FalBackend(HttpBackend):
         """The endpoint: LoRAs switch flux-dev to flux-lora, an init image to image-to-image."""
         return endpoint_for(request.model or self.model or self.default_model, request)
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> dict[str, str | Secret]:
         assert self.api_key is not None
-        return {"authorization": f"Key {self.api_key.reveal()}"}
+        return {"authorization": self.api_key.prefixed("Key ")}
 
     # -- the flow ------------------------------------------------------------------------
 
@@ -159,6 +156,7 @@ class FalBackend(HttpBackend):
                     headers=headers,
                     json=body,
                     retry="submit",
+                    deadline_headers=start_deadline,
                 )
             )
         ).json()
@@ -190,6 +188,17 @@ class FalBackend(HttpBackend):
                 retry="never" if failed else "idempotent",
             )
         )
+        if not failed and _infrastructure_failure(result):
+            # The job COMPLETED without an error: the output exists and is paid for. A 5xx
+            # (after the driver's retries) is fal's storage or gateway, not the job.
+            raise ResultUnavailableError(
+                f"the job completed but its result could not be fetched (HTTP "
+                f"{result.status_code})",
+                backend=self.name,
+                request_id=ticket.request_id,
+                status_code=result.status_code,
+                urls=[ticket.response_url],
+            )
         if failed or not result.ok:
             raise job_error(status, result, ticket.request_id, tracker.logs)
         output = result.json()
@@ -206,7 +215,7 @@ class FalBackend(HttpBackend):
     def _follow(
         self,
         ticket: QueueTicket,
-        headers: dict[str, str],
+        headers: Mapping[str, str | Secret],
         status: dict[str, Any],
         tracker: StatusEvents,
     ) -> Flow[dict[str, Any]]:
@@ -266,6 +275,27 @@ class FalBackend(HttpBackend):
         return image_reference(
             image, provider=provider, cache=self.upload_cache, upload=storage.upload
         )
+
+
+def start_deadline(seconds_left: float) -> dict[str, str]:
+    """``X-Fal-Request-Timeout``: fal drops the request if it has not *started* by then, so a
+    job queued past the caller's deadline dies at fal even if the caller is gone. fal wants
+    more than 1 s."""
+    return {"x-fal-request-timeout": str(max(2, math.ceil(seconds_left)))}
+
+
+def _infrastructure_failure(result: HttpResponse) -> bool:
+    """A result answer that is fal's infrastructure failing, not the model's own error."""
+    if result.ok or result.status_code < 500:
+        return False
+    # A model's own failure replays with its error_type (e.g. 500 + a model error body);
+    # gateway and storage failures come without one, or as fal infrastructure error types.
+    try:
+        body = result.json()
+    except ValueError:
+        body = None
+    error_type = body.get("error_type") if isinstance(body, dict) else None
+    return not error_type or result.header("x-fal-error-type") is not None
 
 
 backend_class = FalBackend

@@ -16,9 +16,11 @@ https://replicate.com/docs/topics/predictions/create-a-prediction
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from fluxkit._capabilities import Capabilities
@@ -41,7 +43,6 @@ from fluxkit.backends._replicate._results import outcome, prediction_of, refusal
 if TYPE_CHECKING:
     from fluxkit._images import InputImage
     from fluxkit._types import GenerationRequest
-    from fluxkit.testing.replicate import ReplicateEmulator
 
 __all__ = ["CAPABILITIES", "MODEL_ALIASES", "ReplicateBackend", "backend_class"]
 
@@ -129,7 +130,10 @@ class ReplicateBackend(HttpBackend):
         poll: polling schedule for ``GET /v1/predictions/{id}``.
         upload_cache: where uploaded input images are remembered (default: one per process).
         inline_limit: input images up to this many bytes go inline as data URIs.
-        emulator: a :class:`fluxkit.testing.ReplicateEmulator` to talk to in-process.
+
+    Every prediction is created with ``Cancel-After`` set to the time left before the call's
+    deadline, so Replicate stops it (``aborted`` before it starts, ``canceled`` while running)
+    even if this process is gone; ``Prefer: wait`` never holds past that deadline.
     """
 
     name = "replicate"
@@ -150,12 +154,8 @@ class ReplicateBackend(HttpBackend):
         poll: PollSchedule | None = None,
         upload_cache: UploadCache | None = None,
         inline_limit: int = DEFAULT_INLINE_LIMIT,
-        emulator: ReplicateEmulator | None = None,
     ) -> None:
-        if emulator is not None and base_url is None:
-            base_url = emulator.base_url
         super().__init__(api_key=api_key, base_url=base_url, model=model, environ=environ)
-        self.emulator = emulator
         self.prefer_wait = prefer_wait
         self.poll = poll or PollSchedule(initial=0.1, factor=1.5, ceiling=2.0)
         self.upload_cache = upload_cache if upload_cache is not None else _shared_uploads()
@@ -176,9 +176,9 @@ class ReplicateBackend(HttpBackend):
 
     # -- requests (pure) -------------------------------------------------------------------
 
-    def _headers(self) -> dict[str, str]:
+    def _headers(self) -> dict[str, str | Secret]:
         assert self.api_key is not None
-        return {"authorization": f"Bearer {self.api_key.reveal()}"}
+        return {"authorization": self.api_key.prefixed("Bearer ")}
 
     def payload(self, call: Call, image: str | None = None) -> BuiltInput:
         """The prediction input for ``call`` (``image``: the init image reference)."""
@@ -206,6 +206,7 @@ class ReplicateBackend(HttpBackend):
             retry="submit",
             raise_for_status=False,
             timeout=wait + 30.0,
+            deadline_headers=partial(deadline_headers, wait=min(60, wait)),
         )
 
     def _prediction_url(self, prediction_id: str) -> str:
@@ -267,6 +268,20 @@ class ReplicateBackend(HttpBackend):
             upload_request(self.base_url, self._headers(), image.data, image.mime)
         )
         return file_url(response, self.name)
+
+
+def deadline_headers(seconds_left: float, *, wait: int) -> dict[str, str]:
+    """Headers that keep a prediction inside the caller's deadline.
+
+    ``Cancel-After`` makes Replicate stop it server-side when the deadline passes; ``Prefer:
+    wait`` is cut so the create is never held past the deadline (below 1 s, not held at all:
+    the driver then learns the id at once and can cancel).
+    """
+    headers = {"cancel-after": f"{max(1, math.ceil(seconds_left))}s"}
+    held = min(wait, math.floor(seconds_left) - 1)
+    if wait > 0:
+        headers["prefer"] = f"wait={held}" if held >= 1 else ""  # "": sent without Prefer
+    return headers
 
 
 backend_class = ReplicateBackend

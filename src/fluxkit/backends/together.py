@@ -26,6 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from fluxkit._capabilities import Capabilities, ModelChoice
+from fluxkit._config import Secret
 from fluxkit._core import Flow, HttpRequest, HttpResponse, send
 from fluxkit._core._errors import error_from_response
 from fluxkit._core._media import decode_base64_image, image_size
@@ -206,8 +207,9 @@ class TogetherBackend(HttpBackend):
         choice = self.choose_model(request)
         return choice.model if choice is not None else super().resolve_model(request)
 
-    def _headers(self) -> dict[str, str]:
-        return {"authorization": f"Bearer {self.api_key.reveal()}"} if self.api_key else {}
+    def _headers(self) -> dict[str, str | Secret]:
+        # wrapped until the driver builds the request: captured frames never show the key
+        return {"authorization": self.api_key.prefixed("Bearer ")} if self.api_key else {}
 
     def payload(
         self, call: Call, *, image_url: str | None = None, reference_url: str | None = None

@@ -152,17 +152,46 @@ def to_pil(bgr: Pixels) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(bgr[:, :, ::-1]), "RGB")
 
 
+MAX_FACE_PIXELS = 50_000_000
+"""Largest image (width x height) the face tools decode: 50 MP, about 150 MB as RGB.
+
+Checked from the header before decoding. A larger JPEG headshot is decoded at a reduced scale
+(JPEG's DCT scaling: only a face is taken from it); a larger target is refused, since the
+composite must keep the target's size."""
+
+
 def _open(source: io.BytesIO | Path, role: str, shown: str) -> Image.Image:
+    import warnings
+
     from PIL import Image, ImageOps
 
     try:
-        image = Image.open(source)
+        with warnings.catch_warnings():
+            # our own cap below is stricter than Pillow's bomb warning: keep it quiet
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+        width, height = image.size
+        if width * height > MAX_FACE_PIXELS:
+            if role == "headshot" and image.format == "JPEG":
+                # draft() keeps each side at least the size asked and under twice it: asking
+                # for half the capped side guarantees the result fits the cap
+                scale = (MAX_FACE_PIXELS / (width * height)) ** 0.5 / 2
+                image.draft("RGB", (int(width * scale), int(height * scale)))
+            if image.size[0] * image.size[1] > MAX_FACE_PIXELS:
+                raise UnreadableImageError(
+                    role,
+                    shown,
+                    f"{width}x{height} is over the {MAX_FACE_PIXELS // 1_000_000} MP limit "
+                    "of the face tools",
+                )
         image.load()
+    except UnreadableImageError:
+        raise
     except Image.DecompressionBombError as exc:
         raise UnreadableImageError(
             role, shown, f"refused as a possible decompression bomb: {exc}"
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Exception as exc:  # OSError, SyntaxError, EOFError, struct.error: a broken file
         raise UnreadableImageError(role, shown, f"not a readable image: {exc}") from None
     return ImageOps.exif_transpose(image)
 

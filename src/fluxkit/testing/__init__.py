@@ -6,7 +6,8 @@ from fluxkit.testing import FakeProviderEmulator
 
 emu = FakeProviderEmulator()
 emu.script.queue_seconds = 0.2          # jobs wait in the queue
-gen = fluxkit.Generator("fake", emulator=emu)
+gen = fluxkit.Generator("fake", transport=emu.transport())   # the one seam
+gen = emu.generator()                    # the same, shorter
 ```
 
 Every emulator runs in-process (``emu.transport()``) or on a loopback port
@@ -14,7 +15,9 @@ Every emulator runs in-process (``emu.transport()``) or on a loopback port
 """
 
 from fluxkit.testing._emulator import (
+    AfterAccept,
     Defer,
+    Drop,
     Emulator,
     EmulatorTransport,
     EmuRequest,
@@ -33,7 +36,9 @@ from fluxkit.testing.replicate import ReplicateEmulator
 from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
 __all__ = [
+    "AfterAccept",
     "Defer",
+    "Drop",
     "EmuRequest",
     "EmuResponse",
     "EmulatedJob",

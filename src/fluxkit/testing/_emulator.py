@@ -9,8 +9,16 @@ later" (latency, long polls), so handlers never block. The same emulator runs
 * on a real ``127.0.0.1`` port, through :meth:`Emulator.serve` (for official SDKs and for
   anything that must cross a socket), served by asyncio + h11 on a background thread.
 
-Behaviour is scripted through :attr:`Emulator.script` (failure bursts with ``Retry-After``,
-response latency) and every request is kept in :attr:`Emulator.log`.
+Behaviour is scripted through :attr:`Emulator.script` and every request is kept in
+:attr:`Emulator.log`. The fault scripts cover what costs users money:
+
+* ``fail_next(429, retry_after=...)`` — refusals *before* acceptance (rate limits, outages);
+* ``fail_after_accept(504)`` — the provider takes the job, then a gateway answers 504;
+* ``drop_after_accept()`` — the provider takes the job, then the connection drops unanswered;
+* ``slow(seconds, path=...)`` — the job is taken at once but the answer comes late (a slow
+  submit: the window in which a cancellation must not orphan the job);
+* ``fail_jobs(count, skip=k)`` — call ``k + 1`` of ``n`` fails at the provider;
+* ``fail_next(500, path="/files/")`` — the images of a finished job cannot be downloaded.
 """
 
 from __future__ import annotations
@@ -23,15 +31,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 import h11
 import httpx
 
+if TYPE_CHECKING:
+    from fluxkit._generator import AsyncGenerator, Generator
+
 __all__ = [
+    "AfterAccept",
     "Defer",
+    "Drop",
     "EmuRequest",
     "EmuResponse",
     "Emulator",
@@ -76,6 +89,28 @@ class EmuResponse:
             body = _json.dumps(self.json).encode()
             headers.setdefault("content-type", "application/json")
         return self.status, headers, body
+
+
+class Drop(Exception):
+    """Raised by an emulator to drop the connection without answering (after handling)."""
+
+
+@dataclass
+class AfterAccept:
+    """A fault applied *after* the real handler ran (the job exists): a status or a drop."""
+
+    remaining: int
+    path: re.Pattern[str] | None = None
+    method: str | None = "POST"
+    status: int | None = None
+    """Answer this status instead of the handler's; None drops the connection."""
+    delay: float = 0.0
+    """Seconds to hold the (real) answer: a slow submission."""
+
+    def matches(self, request: EmuRequest) -> bool:
+        if self.method and request.method != self.method.upper():
+            return False
+        return self.path is None or bool(self.path.search(request.path))
 
 
 @dataclass
@@ -145,7 +180,8 @@ class Script:
     run_seconds: float = 0.0
     steps: int = 4
     failures: list[Failure] = field(default_factory=list)
-    job_failures: list[str] = field(default_factory=list)
+    job_failures: list[str | None] = field(default_factory=list)
+    after_accept: list[AfterAccept] = field(default_factory=list)
 
     def fail_next(
         self,
@@ -171,9 +207,46 @@ class Script:
             )
         )
 
-    def fail_jobs(self, count: int = 1, message: str = "scripted job failure") -> None:
-        """The next ``count`` jobs accepted end in the provider's failed state."""
-        self.job_failures.extend([message] * count)
+    def fail_jobs(
+        self, count: int = 1, message: str = "scripted job failure", *, skip: int = 0
+    ) -> None:
+        """After ``skip`` more jobs succeed, the next ``count`` end in the failed state.
+
+        ``fail_jobs(1, skip=2)`` makes the third call of an ``n=4`` generation fail.
+        """
+        self.job_failures.extend([None] * skip + [message] * count)
+
+    def fail_after_accept(
+        self, status: int = 504, count: int = 1, *, path: str | None = None, method: str = "POST"
+    ) -> None:
+        """The next ``count`` matching requests are handled (the job is created) but answered
+        with ``status`` — a gateway that gave up after forwarding."""
+        self.after_accept.append(
+            AfterAccept(count, re.compile(path) if path else None, method, status)
+        )
+
+    def drop_after_accept(
+        self, count: int = 1, *, path: str | None = None, method: str = "POST"
+    ) -> None:
+        """The next ``count`` matching requests are handled (the job is created), then the
+        connection drops without an answer."""
+        self.after_accept.append(AfterAccept(count, re.compile(path) if path else None, method))
+
+    def slow(
+        self, seconds: float, count: int = 1, *, path: str | None = None, method: str = "POST"
+    ) -> None:
+        """The next ``count`` matching requests are handled at once but answered ``seconds``
+        later: a slow submission whose job already exists."""
+        self.after_accept.append(
+            AfterAccept(count, re.compile(path) if path else None, method, delay=seconds)
+        )
+
+    def take_after_accept(self, request: EmuRequest) -> AfterAccept | None:
+        for fault in self.after_accept:
+            if fault.remaining > 0 and fault.matches(request):
+                fault.remaining -= 1
+                return fault
+        return None
 
     def take_failure(self, request: EmuRequest) -> EmuResponse | None:
         for failure in self.failures:
@@ -214,6 +287,10 @@ class Emulator:
             answer: EmuResponse | Defer = failure
         else:
             answer = self._dispatch(request)
+            with self.lock:
+                fault = self.script.take_after_accept(request)
+            if fault is not None:
+                answer = _after_accept(answer, fault)
         latency = self.script.latency
         if latency > 0:
             return Defer(latency, lambda: answer)
@@ -284,8 +361,54 @@ class Emulator:
     # -- adapters ------------------------------------------------------------------------
 
     def transport(self) -> EmulatorTransport:
-        """An httpx transport that answers in-process (usable by Client and AsyncClient)."""
+        """An httpx transport that answers in-process (usable by Client and AsyncClient).
+
+        Pass it to a generator — the one seam: ``Generator("fal", transport=emu.transport())``.
+        """
         return EmulatorTransport(self)
+
+    def async_transport(self) -> EmulatorTransport:
+        """The same transport, for ``httpx.AsyncClient``/``AsyncGenerator`` (it serves both)."""
+        return EmulatorTransport(self)
+
+    backend: str | None = None
+    """The fluxkit backend this emulator stands in for (``"fal"``, ...)."""
+
+    def generator(self, **options: Any) -> Generator:
+        """A ``fluxkit.Generator`` for :attr:`backend` talking to this emulator in-process.
+
+        Example:
+            ```python
+            from fluxkit.testing import FalEmulator
+
+            emu = FalEmulator()
+            gen = emu.generator(timeout=30)   # Generator("fal", api_key=..., transport=...)
+            gen.generate("a fox", seed=1)
+            ```
+        """
+        from fluxkit._generator import Generator
+
+        return Generator(self._backend_name(), **self._generator_options(options))
+
+    def async_generator(self, **options: Any) -> AsyncGenerator:
+        """A ``fluxkit.AsyncGenerator`` for :attr:`backend` talking to this emulator in-process."""
+        from fluxkit._generator import AsyncGenerator
+
+        return AsyncGenerator(self._backend_name(), **self._generator_options(options))
+
+    def _backend_name(self) -> str:
+        if self.backend is None:
+            raise TypeError(f"{type(self).__name__} stands in for no generation backend")
+        return self.backend
+
+    def _generator_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options.setdefault("transport", self.transport())
+        options.setdefault("base_url", self.base_url)
+        if self.backend != "fake":
+            options.setdefault("api_key", getattr(self, "api_key", None) or "emulator-key")
+        elif getattr(self, "api_key", None):
+            options.setdefault("api_key", self.api_key)  # type: ignore[attr-defined]
+        return options
 
     @contextmanager
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
@@ -300,6 +423,23 @@ class Emulator:
             yield server.url
         finally:
             server.stop()
+
+
+def _after_accept(answer: EmuResponse | Defer, fault: AfterAccept) -> EmuResponse | Defer:
+    """Apply an after-acceptance fault to the real answer (the handler has already run)."""
+
+    def faulted() -> EmuResponse | Defer:
+        if fault.status is None:
+            raise Drop
+        if fault.status:
+            return EmuResponse(fault.status, json={"detail": f"scripted {fault.status}"})
+        return answer
+
+    if fault.delay > 0:
+        return Defer(fault.delay, faulted if fault.status is not None else lambda: answer)
+    if fault.status is None:
+        raise Drop
+    return faulted()
 
 
 def _emu_request(method: str, url: str, headers: dict[str, str], body: bytes) -> EmuRequest:
@@ -328,6 +468,8 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             )
         except TimeoutError as exc:
             raise httpx.ReadTimeout(str(exc), request=request) from exc
+        except Drop as exc:
+            raise httpx.RemoteProtocolError(_DROPPED, request=request) from exc
         return httpx.Response(status, headers=headers, content=content, request=request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -339,7 +481,12 @@ class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             )
         except TimeoutError as exc:
             raise httpx.ReadTimeout(str(exc), request=request) from exc
+        except Drop as exc:
+            raise httpx.RemoteProtocolError(_DROPPED, request=request) from exc
         return httpx.Response(status, headers=headers, content=content, request=request)
+
+
+_DROPPED = "Server disconnected without sending a response."
 
 
 def _read_timeout(request: httpx.Request) -> float | None:
@@ -395,7 +542,10 @@ class _LoopbackServer:
                 request = await self._read_request(protocol, reader)
                 if request is None:
                     return
-                status, headers, content = await self.emulator.aresolve(request)
+                try:
+                    status, headers, content = await self.emulator.aresolve(request)
+                except Drop:
+                    return  # close the connection unanswered (the finally below)
                 head = [(k, v) for k, v in headers.items() if k.lower() != "content-length"]
                 head.append(("content-length", str(len(content))))
                 data = protocol.send(h11.Response(status_code=status, headers=head))

@@ -3,7 +3,9 @@
 Protocol (JSON over HTTP, ``Authorization: Bearer <key>`` when the emulator has ``api_key``):
 
 =======  ====================================  ==============================================
-POST     /v1/generations                       submit -> 202 ``{id, status, queue_position}``
+POST     /v1/generations                       submit -> 202 ``{id, status, queue_position}``;
+                                               a repeated ``Idempotency-Key`` answers the
+                                               job it created (no second job)
 GET      /v1/generations/{id}?wait=S           status; long-polls up to S s for a change;
                                                the COMPLETED status carries ``result`` inline
 GET      /v1/generations/{id}/result           the result again (base64 or URL), else 409
@@ -48,7 +50,7 @@ class FakeProviderEmulator(Emulator):
 
         emu = FakeProviderEmulator()
         emu.script.fail_next(429, count=2, retry_after=0.01)   # a rate-limit burst
-        gen = fluxkit.Generator("fake", emulator=emu)
+        gen = fluxkit.Generator("fake", transport=emu.transport())
         gen.generate("a fox", seed=1)
         len(emu.requests("/v1/generations$", method="POST"))  # 3: two 429s, then accepted
         ```
@@ -60,6 +62,7 @@ class FakeProviderEmulator(Emulator):
     """
 
     base_url = "http://fake.fluxkit.local"
+    backend = "fake"
 
     def __init__(
         self, *, api_key: str | None = None, return_urls: bool = False, **kwargs: Any
@@ -73,6 +76,7 @@ class FakeProviderEmulator(Emulator):
         # identical requests render once: the emulator's CPU should go to the protocol
         self._rendered: dict[tuple[Any, ...], bytes] = {}
         self._ids = itertools.count(1)
+        self._by_key: dict[str, str] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -167,7 +171,16 @@ class FakeProviderEmulator(Emulator):
                     ]
                 },
             )
+        key = request.header("idempotency-key")
+        if key is not None and key in self._by_key:
+            known = self.jobs[self._by_key[key]]
+            return EmuResponse(
+                202,
+                json={"id": known.id, "status": "IN_QUEUE", "queue_position": 0},
+            )
         job_id = f"fake-{next(self._ids):06d}"
+        if key is not None:
+            self._by_key[key] = job_id
         now = self.clock()
         # jobs still queued: only the recent ones can be, so scan from the newest backwards
         waiting = 0

@@ -90,7 +90,7 @@ class FalEmulator(Emulator):
         emu = FalEmulator()
         emu.script.run_seconds = 0.05                # every job runs 50 ms
         emu.script.fail_next(429, path=r"^/fal-ai", method="POST", retry_after=0.01)
-        gen = fluxkit.Generator("fal", api_key="test", emulator=emu)
+        gen = emu.generator()  # Generator("fal", transport=emu.transport(), ...)
         result = gen.generate("a fox", size=(256, 256), seed=3)
         len(emu.requests(r"^/fal-ai/flux/dev$", method="POST"))   # 2: a 429, then accepted
         ```
@@ -106,6 +106,7 @@ class FalEmulator(Emulator):
     """
 
     base_url = "http://fal.emulator.local"
+    backend = "fal"
 
     def __init__(self, *, api_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

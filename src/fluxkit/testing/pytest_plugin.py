@@ -34,7 +34,7 @@ def fake_generator(fake_emulator: FakeProviderEmulator) -> Iterator[Generator]:
     """``fluxkit.Generator("fake")`` bound to :func:`fake_emulator`, in-process."""
     from fluxkit._generator import Generator
 
-    with Generator("fake", emulator=fake_emulator) as generator:
+    with Generator("fake", transport=fake_emulator.transport()) as generator:
         yield generator
 
 
@@ -45,7 +45,7 @@ async def async_fake_generator(
     """``fluxkit.AsyncGenerator("fake")`` bound to :func:`fake_emulator` (needs an async test runner)."""
     from fluxkit._generator import AsyncGenerator
 
-    async with AsyncGenerator("fake", emulator=fake_emulator) as generator:
+    async with AsyncGenerator("fake", transport=fake_emulator.transport()) as generator:
         yield generator
 
 

@@ -95,7 +95,7 @@ class ReplicateEmulator(Emulator):
 
         emu = ReplicateEmulator()
         emu.script.run_seconds = 0.05
-        gen = fluxkit.Generator("replicate", api_key="test", emulator=emu)
+        gen = emu.generator()  # Generator("replicate", transport=emu.transport(), ...)
         gen.generate("a fox", seed=3, size=(512, 512))
         ```
 
@@ -105,6 +105,7 @@ class ReplicateEmulator(Emulator):
     """
 
     base_url = "http://replicate.emulator.fluxkit.local"
+    backend = "replicate"
 
     def __init__(self, *, api_key: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -103,6 +103,7 @@ class TogetherEmulator(Emulator):
     """
 
     base_url = "http://together.emulator.local"
+    backend = "together"
 
     def __init__(
         self, *, api_key: str | None = None, nsfw_keyword: str | None = None, **kwargs: Any

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from fluxkit._config import Secret
 from fluxkit._core import Flow, HttpRequest, HttpResponse, send
 from fluxkit._exceptions import ResponseFormatError
 from fluxkit._images import InputImage
@@ -33,7 +34,7 @@ class FalStorage:
 
     rest_url: str
     cdn_url: str
-    auth: Mapping[str, str]
+    auth: Mapping[str, str | Secret]
 
     def upload(self, image: InputImage) -> Flow[str]:
         """Upload ``image``'s bytes; return the URL fal models can read."""
@@ -59,7 +60,9 @@ class FalStorage:
                     f"{self.cdn_url}/files/upload",
                     content=image.data,
                     headers={
-                        "authorization": f"{token.get('token_type', 'Bearer')} {token['token']}",
+                        "authorization": Secret(
+                            f"{token.get('token_type', 'Bearer')} {token['token']}"
+                        ),
                         "content-type": mime,
                         "x-fal-file-name": name,
                     },
@@ -93,7 +96,7 @@ class FalStorage:
         )
         return file_url
 
-    def _json_headers(self) -> dict[str, str]:
+    def _json_headers(self) -> dict[str, str | Secret]:
         return {**self.auth, "accept": "application/json", "content-type": "application/json"}
 
 

@@ -7,8 +7,10 @@ official SDK sends ``files={"content": (name, file, type)}``); the answer is a f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from fluxkit._config import Secret
 from fluxkit._core import HttpRequest, HttpResponse
 from fluxkit._core._media import sniff_format
 from fluxkit._exceptions import ResponseFormatError
@@ -34,7 +36,9 @@ def multipart(field: str, filename: str, data: bytes, content_type: str) -> tupl
     )
 
 
-def upload_request(base_url: str, headers: dict[str, str], data: bytes, mime: str) -> HttpRequest:
+def upload_request(
+    base_url: str, headers: Mapping[str, str | Secret], data: bytes, mime: str
+) -> HttpRequest:
     fmt = sniff_format(data) or "bin"
     body, content_type = multipart(
         "content", f"fluxkit-input.{_EXTENSIONS.get(fmt, fmt)}", data, mime
