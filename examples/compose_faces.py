@@ -25,12 +25,12 @@ def main(out: Path) -> None:
     target = Image.fromarray(data.astronaut())
 
     composite = overlay_face(target, headshot, fit="width", scale=1.05)
-    composite.save(out / "overlay.png")
+    composite.save(out / "overlay.png", overwrite=True)  # the demo rewrites its own files
     print("overlay:", "; ".join(composite.steps), f"({composite.timings['total']:.0f} ms)")
 
     with fluxkit.Generator("fake") as gen:
         result = overlay_then_restyle(gen, target, headshot, style="van-gogh", seed=7)
-    result.save(out / "restyled.png")
+    result.save(out / "restyled.png", overwrite=True)
     for warning in result.warnings:  # RestyleFailed: the overlay came back instead
         print("warning:", warning)
     print("restyled:", result.restyled, "->", out / "restyled.png")
