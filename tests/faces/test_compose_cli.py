@@ -111,3 +111,77 @@ def test_example_script_runs(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path)])
     runpy.run_path(str(script), run_name="__main__")
     assert (tmp_path / "overlay.png").is_file() and (tmp_path / "restyled.png").is_file()
+
+
+def test_existing_output_is_refused_before_any_work(files, monkeypatch, capsys) -> None:
+    target, headshot, out = files
+    out.write_bytes(b"my earlier composite")
+
+    def no_restyle(*args: object, **kwargs: object) -> None:
+        raise AssertionError("restyled (and paid) although the output could not be written")
+
+    monkeypatch.setattr("fluxkit.faces.overlay_then_restyle", no_restyle)
+    argv = (target, headshot, "--style", "neon", "--backend", "fake", "-o", str(out))
+    assert compose.run(_parse(*argv)) == 2
+    assert "already exists; use --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"my earlier composite"
+    assert (
+        compose.run(
+            _parse(target, headshot, "--detector", "haar", "-o", str(out.with_suffix(".gif")))
+        )
+        == 2
+    )
+    assert not out.with_suffix(".gif").exists()
+
+
+def test_overwrite_replaces_atomically(files, monkeypatch, capsys) -> None:
+    target, headshot, out = files
+    out.write_bytes(b"my earlier composite")
+    argv = (target, headshot, "--detector", "haar", "-o", str(out), "--overwrite")
+
+    def torn(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
+        fp.write(b"\x89PNG half")  # type: ignore[attr-defined]
+        raise OSError("killed mid-encode")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, "save", torn)
+        with pytest.raises(OSError, match="killed mid-encode"):
+            compose.run(_parse(*argv))
+    assert out.read_bytes() == b"my earlier composite"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["headshot.jpg", "out.png", "target.png"]
+    capsys.readouterr()
+    assert compose.run(_parse(*argv)) == 0
+    assert Image.open(out).size == (512, 512)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["headshot.jpg", "out.png", "target.png"]
+
+
+_KILLED_COMPOSE = """
+import os, sys, time
+real_fsync = os.fsync
+
+def slow_fsync(fd):
+    print("writing", flush=True)  # the temp file holds the new image, not yet renamed
+    time.sleep(60)
+
+os.fsync = slow_fsync
+from fluxkit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
+def test_compose_killed_while_writing_leaves_no_torn_output(files) -> None:
+    import signal
+    import subprocess
+
+    target, headshot, out = files
+    out.write_bytes(b"my earlier composite")
+    argv = ["compose", target, headshot, "--detector", "haar", "-o", str(out), "--overwrite"]
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_COMPOSE, *argv], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "writing"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert out.read_bytes() == b"my earlier composite"
