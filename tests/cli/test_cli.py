@@ -61,18 +61,20 @@ def test_missing_credentials_exit_2_naming_the_variable(capsys: pytest.CaptureFi
 def test_provider_failure_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fluxkit.backends import fake
+    import fluxkit._generator as generator_module
+    from fluxkit.testing import FakeProviderEmulator
 
-    original = fake.FakeBackend.__init__
+    emulator = FakeProviderEmulator()
+    emulator.script.fail_jobs(1, "GPU fell over")
+    real = generator_module.Generator
 
-    def failing(self: fake.FakeBackend, **kwargs: object) -> None:
-        original(self, **kwargs)  # type: ignore[arg-type]
-        assert self.emulator is not None
-        self.emulator.script.fail_jobs(1, "GPU fell over")
+    def scripted(backend: str, **kwargs: object) -> object:
+        return real(backend, transport=emulator.transport(), **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(fake.FakeBackend, "__init__", failing)
+    monkeypatch.setattr(generator_module, "Generator", scripted)
     assert main(["generate", "x", "--backend", "fake", "--size", "square", "--quiet"]) == 1
-    assert "GPU fell over" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "GPU fell over" in err and "Traceback" not in err
 
 
 def test_debug_shows_the_traceback(capsys: pytest.CaptureFixture[str]) -> None:
