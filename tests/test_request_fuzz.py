@@ -151,6 +151,20 @@ def _lora_sources(files: dict[str, str]) -> st.SearchStrategy[Any]:
     )
 
 
+def _plausible_loras(files: dict[str, str]) -> st.SearchStrategy[Any]:
+    source = st.sampled_from(
+        [
+            "hf://me/tok/lora.safetensors",
+            "hf://me/tok",
+            "hf://me/tok/a.safetensors@v2",
+            "https://example.com/w.safetensors",
+            files["lora"],
+        ]
+    )
+    item = st.one_of(source, st.tuples(source, st.floats(min_value=-2, max_value=5)))
+    return st.one_of(st.none(), st.lists(item, max_size=3))
+
+
 def _loras(files: dict[str, str]) -> st.SearchStrategy[Any]:
     source = _lora_sources(files)
     scale = st.one_of(numbers, garbage)
@@ -182,14 +196,20 @@ def _lora_or_error(source: Any, scale: Any, weight_name: Any, trigger_words: Any
         return source
 
 
-def _images(files: dict[str, str]) -> st.SearchStrategy[Any]:
+def _plausible_images(files: dict[str, str]) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.none(),
-        st.sampled_from([_PNG, _JPEG, *_BROKEN_IMAGES]),
+        st.sampled_from([_PNG, _JPEG, files["image"], "https://example.com/face.png"]),
         st.sampled_from(_ODD_MODES).map(lambda mode: Image.new(mode, (8, 8))),
+        st.just(np.zeros((8, 8, 3), np.uint8)),
+    )
+
+
+def _images(files: dict[str, str]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.sampled_from(_BROKEN_IMAGES),
         st.sampled_from(
             [
-                np.zeros((8, 8, 3), np.uint8),
                 np.zeros((8, 8), np.float32),
                 np.full((4, 4), np.nan, np.float64),
                 np.zeros((0, 3, 3), np.uint8),
@@ -269,16 +289,20 @@ def _params(files: dict[str, str]) -> st.SearchStrategy[dict[str, Any]]:
         "guidance": numbers,
         "seed": st.one_of(st.none(), st.integers(min_value=-1, max_value=2**33)),
         "n": st.integers(min_value=0, max_value=6),
-        "loras": _loras(files),
-        "image": _images(files),
+        "loras": _plausible_loras(files),
+        "image": _plausible_images(files),
         "strength": numbers,
-        "reference_image": _images(files),
+        "reference_image": _plausible_images(files),
         "reference_strength": numbers,
         "output_format": st.sampled_from(["png", "jpeg", "webp"]),
         "model": st.sampled_from(_MODELS),
         "extra": _extra(),
     }
     hostile: dict[str, st.SearchStrategy[Any]] = {
+        "prompt": st.one_of(st.text(max_size=3), garbage),
+        "loras": _loras(files),
+        "image": _images(files),
+        "reference_image": _images(files),
         "size": st.one_of(st.just("nope"), st.lists(sides, max_size=3), garbage),
         "width": st.one_of(sides, garbage),
         "height": st.one_of(sides, garbage),
@@ -304,7 +328,7 @@ def _params(files: dict[str, str]) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-prompts = st.one_of(st.text(max_size=30), st.just("a fox"), garbage)
+prompts = st.one_of(st.just("a fox"), st.text(min_size=1, max_size=30).filter(str.strip))
 
 
 def _backends() -> Iterator[HttpBackend]:
@@ -346,12 +370,15 @@ _SETTINGS = {
 }
 
 
-@settings(max_examples=_CONSTRUCTION_EXAMPLES, **_SETTINGS)
-@given(data=st.data())
-def test_request_construction_fails_only_typed(files: dict[str, str], data: st.DataObject) -> None:
-    prompt = data.draw(prompts, label="prompt")
-    params = data.draw(_params(files), label="params")
-    _typed_or_success(lambda: fluxkit.GenerationRequest(prompt=prompt, **params))
+def test_request_construction_fails_only_typed(files: dict[str, str]) -> None:
+    @settings(max_examples=_CONSTRUCTION_EXAMPLES, **_SETTINGS)
+    @given(prompt=prompts, params=_params(files))
+    def run(prompt: Any, params: dict[str, Any]) -> None:
+        params = dict(params)
+        prompt = params.pop("prompt", prompt)
+        _typed_or_success(lambda: fluxkit.GenerationRequest(prompt=prompt, **params))
+
+    run()
 
 
 @pytest.mark.parametrize("mode", ["strict", "coerce"])
@@ -365,7 +392,8 @@ def test_planning_fails_only_typed(
     @given(prompt=prompts, params=_params(files))
     def run(prompt: Any, params: dict[str, Any]) -> None:
         def plan_and_build() -> None:
-            plan = plan_generation(backend, prompt, dict(params), mode)
+            kwargs = dict(params)
+            plan = plan_generation(backend, kwargs.pop("prompt", prompt), kwargs, mode)
             _build_payloads(backend, plan)
 
         _typed_or_success(plan_and_build)
