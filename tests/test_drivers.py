@@ -62,12 +62,14 @@ class TestRetries:
         assert info.value.retry_after == 0.01 and info.value.status_code == 429
         assert submits(emulator) == 3
 
-    def test_500_on_submit_is_not_retried_because_the_job_may_exist(self) -> None:
+    def test_a_deduplicated_submit_is_resent_after_a_502_and_makes_one_job(self) -> None:
+        # The fake provider deduplicates on Idempotency-Key: the resend finds the first job.
         emulator = FakeProviderEmulator()
-        emulator.script.fail_next(500, path=SUBMIT)
-        with make(emulator) as generator, pytest.raises(fluxkit.ProviderUnavailableError):
-            generator.generate("fox", size="square")
-        assert submits(emulator) == 1
+        emulator.script.fail_after_accept(502, path=SUBMIT)
+        with make(emulator) as generator:
+            result = generator.generate("fox", size="square", seed=4)
+        assert result.images[0].seed == 4
+        assert submits(emulator) == 2 and len(emulator.jobs) == 1
 
     def test_after_acceptance_failures_are_polled_through_never_resubmitted(self) -> None:
         emulator = FakeProviderEmulator()

@@ -229,41 +229,6 @@ class TestEvents:
         assert {e.job for e in events if isinstance(e, fluxkit.Started)} == {0, 1, 2}
 
 
-class TestFailuresAcrossCalls:
-    def test_one_failing_call_cancels_its_siblings(
-        self, fake_emulator: FakeProviderEmulator
-    ) -> None:
-        fake_emulator.script.run_seconds = 30
-        fake_emulator.script.fail_next(400, path=r"/v1/generations$", body={"detail": "bad"})
-        started = time.monotonic()
-        with fluxkit.Generator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
-            model="flux-pro",
-        ) as generator:
-            with pytest.raises(fluxkit.ProviderRejectedError):
-                generator.generate("fox", size="square", n=3)
-        assert time.monotonic() - started < 3
-        # every job the provider accepted was cancelled (a sibling may not have been sent at all)
-        assert fake_emulator.jobs and fake_emulator.cancelled == set(fake_emulator.jobs)
-
-    async def test_async_failing_call_cancels_its_siblings(
-        self, fake_emulator: FakeProviderEmulator
-    ) -> None:
-        fake_emulator.script.run_seconds = 30
-        fake_emulator.script.fail_next(400, path=r"/v1/generations$", body={"detail": "bad"})
-        async with fluxkit.AsyncGenerator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
-            model="flux-pro",
-        ) as generator:
-            with pytest.raises(fluxkit.ProviderRejectedError):
-                await generator.generate("fox", size="square", n=3)
-        assert fake_emulator.jobs and fake_emulator.cancelled == set(fake_emulator.jobs)
-
-
 class TestDownloads:
     def test_url_results_are_downloaded_before_returning(self) -> None:
         emulator = FakeProviderEmulator(return_urls=True)

@@ -204,7 +204,7 @@ class _State:
         left = self.time_left()
         if left is None:
             return wanted
-        if request.creates_job:
+        if request.creates_job and request.submit_grace:
             left += SUBMIT_GRACE
         return max(0.001, min(wanted, left))
 
@@ -255,15 +255,26 @@ class _Retry:
 
 
 def _maybe_accepted(
-    state: _State, request: HttpRequest, why: str, status: int | None = None
+    state: _State, request: HttpRequest, why: str, response: HttpResponse | None = None
 ) -> JobMayExistError:
     where = request.url.split("?")[0]
+    said = body = None
+    if response is not None:
+        from fluxkit._core._errors import provider_message
+
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text
+        said = provider_message(body)[0]
     return JobMayExistError(
-        f"no clear answer to the submission ({why}); the provider may have accepted it and "
-        "fluxkit did not resend it, to avoid paying twice — check the provider's recent jobs "
-        "before submitting again",
+        f"no clear answer to the submission ({why}{': ' + said if said else ''}); the provider "
+        "may have accepted it and fluxkit did not resend it, to avoid paying twice — check the "
+        "provider's recent jobs before submitting again",
         backend=state.ctx.backend,
-        status_code=status,
+        status_code=response.status_code if response is not None else None,
+        provider_message=said,
+        body=body,
         url=where,
     )
 
@@ -283,7 +294,7 @@ def _after_response(
         if delay is not None and (left is None or delay < left):
             return _Retry(delay, f"HTTP {response.status_code}")
     if policy.submit_outcome_unknown(response.status_code, request.retry):
-        raise _maybe_accepted(state, request, f"HTTP {response.status_code}", response.status_code)
+        raise _maybe_accepted(state, request, f"HTTP {response.status_code}", response)
     if not response.ok and request.raise_for_status:
         raise error_from_response(
             state.ctx.backend, response, request_id=state.request_id, now=time.time()
@@ -301,10 +312,13 @@ def _after_network_error(
     """Retry a transport failure, or raise: deadline, "maybe accepted", then "unavailable"."""
     left = state.time_left()
     sent = not _never_sent(exc)
+    deadline_hit = isinstance(exc, httpx.TimeoutException) and left is not None and left <= 0.01
+    if deadline_hit and not request.submit_grace:
+        raise _DeadlineHit  # a one-shot call with no cancel: the deadline simply abandons it
     if request.retry == "submit" and sent:
         # The body may have reached the provider: the job may exist. Never resend it.
         raise _maybe_accepted(state, request, f"{type(exc).__name__}: {exc}") from exc
-    if isinstance(exc, httpx.TimeoutException) and left is not None and left <= 0.01:
+    if deadline_hit:
         raise _DeadlineHit
     policy = state.ctx.policy
     if not state.stopping and policy.should_retry_network(request.retry, attempt, sent=sent):
@@ -416,7 +430,7 @@ def _read_sync(response: httpx.Response, state: _State, request: HttpRequest) ->
     chunks = []
     for chunk in response.iter_bytes():
         chunks.append(chunk)
-        if not request.creates_job:
+        if not (request.creates_job and request.submit_grace):
             _check_sync(state)
     return b"".join(chunks)
 
@@ -485,7 +499,7 @@ async def arun_flow(flow: Any, client: httpx.AsyncClient, ctx: FlowContext) -> F
                 raise pending
             if isinstance(step, HttpRequest):
                 _check_deadline(state)
-                if step.creates_job:
+                if step.creates_job and step.submit_grace:
                     reply, pending = await _submit_async(client, step, state)
                 else:
                     reply = await _send_async(client, step, state)
@@ -605,7 +619,7 @@ async def _exchange_async(
 ) -> HttpResponse:
     left = state.time_left()
     built = _build(client, request, state.read_timeout(request), left)
-    if left is None or request.creates_job:
+    if left is None or (request.creates_job and request.submit_grace):
         return await _round_trip(client, built)
     # Read timeouts are per read; the deadline also bounds the whole exchange (a stream).
     with anyio.move_on_after(max(0.0, left)) as scope:

@@ -226,7 +226,7 @@ class ProviderUnavailableError(ProviderError):
 class JobMayExistError(ProviderUnavailableError):
     """A submission got no clear answer: the provider may have accepted it.
 
-    Raised on a gateway's 502/504 (or a 500) to a submit, or a connection that dropped after the
+    Raised on a gateway's 502/504 to a submit, or a connection that dropped after the
     request was sent. fluxkit does not resend such a submission, because the first one may be
     running and billed; check the provider's dashboard (or its list of recent jobs) before
     submitting again.

@@ -56,9 +56,10 @@ def test_queue_flow_submits_once_polls_and_fetches() -> None:
     assert (submit.method, submit.url, submit.retry) == (
         "POST",
         "http://fake.test/v1/generations",
-        "submit",
+        "submit-deduplicated",
     )
-    assert submit.headers["authorization"] == "Bearer k"
+    assert len(submit.headers["idempotency-key"]) == 32
+    assert submit.headers["authorization"] == fluxkit.Secret("Bearer k")  # wrapped until sent
     assert all(p.params == {"wait": "2"} and p.retry == "idempotent" for p in polls)
     assert fetch.url == "http://fake.test/v1/generations/j1/result"
     assert run.accepted is not None and run.accepted.request_id == "j1"

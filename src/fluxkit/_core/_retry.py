@@ -21,8 +21,9 @@ _NOT_ACCEPTED = frozenset({429, 503})
 """Answers that prove a submission was refused, so resending it cannot pay twice. 502 and 504
 come from a gateway that may have forwarded the request before giving up: "maybe accepted"."""
 _TRANSIENT = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-MAYBE_ACCEPTED = frozenset({500, 502, 504})
-"""Answers to a submission that may hide an accepted job (a gateway's, after forwarding)."""
+MAYBE_ACCEPTED = frozenset({502, 504})
+"""Answers to a submission that may hide an accepted job: a gateway's, after forwarding it. (A
+500 is the provider's own server answering that the request failed.)"""
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:

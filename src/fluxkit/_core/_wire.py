@@ -65,6 +65,11 @@ class HttpRequest:
     no clock, so they say *how* and the driver says *when*. A header given as ``""`` is
     removed."""
 
+    submit_grace: bool = True
+    """For a submission: may it outlive a cancellation or the deadline (bounded) so the job's
+    id is learnt and the job cancelled? False for a one-shot call whose provider has no cancel
+    (Together): its answer past the deadline is of no use to anyone."""
+
     @property
     def creates_job(self) -> bool:
         """Whether sending this may create a paid job."""

@@ -254,6 +254,7 @@ class TogetherBackend(HttpBackend):
                 headers=self._headers(),
                 json=self.payload(call, image_url=image_url, reference_url=reference_url),
                 retry="submit",
+                submit_grace=False,  # no cancel endpoint: an answer past the deadline helps no one
                 raise_for_status=False,
                 timeout=_GENERATION_TIMEOUT,
             )
