@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import pytest
+from PIL import Image
 
 import fluxkit
 from fluxkit._capabilities import Capabilities, check_request, coerce_size
@@ -54,3 +58,56 @@ def test_local_backends_refuse_api_key_and_base_url() -> None:
     pytest.importorskip("diffusers")
     with pytest.raises(fluxkit.InvalidRequestError, match="base_url"):
         fluxkit.Generator("diffusers", base_url="http://x")
+
+
+def test_lora_scale_range_is_checked_per_backend_before_the_call() -> None:
+    from fluxkit._planning import plan_generation
+    from fluxkit.backends.fal import FalBackend
+    from fluxkit.backends.replicate import ReplicateBackend
+
+    loras = [fluxkit.LoRA("hf://me/tok/lora.safetensors", scale=3.5)]
+    replicate = ReplicateBackend(api_key="k")
+    with pytest.raises(fluxkit.InvalidRequestError) as caught:
+        plan_generation(replicate, "x", {"loras": loras}, "strict")
+    assert caught.value.field == "loras[0].scale" and "-1 to 3" in caught.value.allowed
+
+    plan = plan_generation(replicate, "x", {"loras": loras}, "coerce")
+    assert plan.request.loras[0].scale == 3.0
+    assert [w.field for w in plan.warnings] == ["loras[0].scale"]
+
+    negative = [fluxkit.LoRA("hf://me/tok/lora.safetensors", scale=-0.5)]
+    with pytest.raises(fluxkit.InvalidRequestError, match="0 to 4"):
+        plan_generation(FalBackend(api_key="k"), "x", {"loras": negative}, "strict")
+
+
+def test_missing_local_lora_file_fails_before_the_call(tmp_path: Path) -> None:
+    request = fluxkit.GenerationRequest(prompt="x", loras=["./missing.safetensors"])
+    caps = Capabilities(max_loras=2, local_loras=True)
+    with pytest.raises(fluxkit.InvalidRequestError, match="no such file") as caught:
+        check_request(request, caps, backend="diffusers", model="m", mode="coerce")
+    assert caught.value.field == "loras[0].source"
+
+    present = tmp_path / "tok.safetensors"
+    present.write_bytes(b"{}")
+    ok = fluxkit.GenerationRequest(prompt="x", loras=[present])
+    check_request(ok, caps, backend="diffusers", model="m", mode="strict")
+
+
+@pytest.mark.parametrize("field", ["strength", "reference_strength"])
+def test_unhonoured_strengths_are_refused_or_dropped(field: str) -> None:
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, format="PNG")
+    image_field = "image" if field == "strength" else "reference_image"
+    request = fluxkit.GenerationRequest(prompt="x", **{image_field: png.getvalue(), field: 0.5})
+    caps = Capabilities(img2img=True, reference_image=True, **{field: False})
+    with pytest.raises(fluxkit.UnsupportedFeatureError):
+        check_request(request, caps, backend="b", model="m", mode="strict")
+    resolved, warnings = check_request(request, caps, backend="b", model="m", mode="coerce")
+    assert getattr(resolved, field) is None and [w.field for w in warnings] == [field]
+
+
+def test_coerce_params_leaves_non_finite_sizes_to_validation() -> None:
+    from fluxkit._capabilities import coerce_params
+
+    params, warnings = coerce_params({"size": (float("inf"), float("nan"))})
+    assert warnings == [] and params["width"] == float("inf")

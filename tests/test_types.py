@@ -225,3 +225,64 @@ class TestInputImages:
     def test_repr_never_dumps_bytes(self) -> None:
         assert "bytes" in repr(fluxkit.InputImage.from_any(png_bytes()))
         assert len(repr(fluxkit.InputImage.from_any(png_bytes((512, 512))))) < 120
+
+
+class TestHostileLoRAInput:
+    @pytest.mark.parametrize("source", ["./missing.safetensors", "loras/tok.safetensors"])
+    def test_relative_paths_stay_paths_rather_than_becoming_hub_references(
+        self, source: str
+    ) -> None:
+        lora = fluxkit.LoRA(source)
+        assert lora.kind == "path" and not lora.source.startswith("hf://")
+
+    def test_unknown_user_home_is_a_typed_error(self) -> None:
+        with pytest.raises(fluxkit.InvalidRequestError) as caught:
+            fluxkit.LoRA("~nosuchuser/x.safetensors")
+        assert caught.value.field == "lora.source"
+
+    @pytest.mark.parametrize(
+        "weight_name", ["../../etc/passwd.safetensors", "/a.safetensors", "x.bin"]
+    )
+    def test_weight_name_stays_inside_the_repo(self, weight_name: str) -> None:
+        with pytest.raises(fluxkit.InvalidRequestError, match="weight_name"):
+            fluxkit.LoRA("hf://me/tok", weight_name=weight_name)
+
+    @pytest.mark.parametrize("scale", [float("inf"), float("nan"), True])
+    def test_scale_must_be_a_finite_number(self, scale: float) -> None:
+        with pytest.raises(fluxkit.InvalidRequestError, match="scale"):
+            fluxkit.LoRA("hf://me/tok", scale=scale)
+
+    def test_a_single_trigger_word_is_not_split_into_letters(self) -> None:
+        assert fluxkit.LoRA("hf://me/tok", trigger_words="tok").trigger_words == ("tok",)
+
+    @pytest.mark.parametrize("loras", [5, 1.5, b"hf://me/tok", [{"source": "hf://a/b", "x": 1}]])
+    def test_loras_of_the_wrong_shape_are_typed_errors(self, loras: object) -> None:
+        with pytest.raises(fluxkit.InvalidRequestError) as caught:
+            fluxkit.GenerationRequest(prompt="x", loras=loras)
+        assert caught.value.field.startswith("loras")
+
+
+@pytest.mark.parametrize(
+    "extra", [{"callback": object()}, {"x": float("nan")}, {"x": b"bytes"}, {"x": {1, 2}}]
+)
+def test_extra_must_be_json_when_the_request_is_built(extra: dict[str, object]) -> None:
+    with pytest.raises(fluxkit.InvalidRequestError) as caught:
+        fluxkit.GenerationRequest(prompt="x", extra=extra)
+    assert caught.value.field == "extra"
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+_PNG_BYTES = _png_bytes()
+
+
+@pytest.mark.parametrize("field", ["guidance", "strength", "reference_strength"])
+def test_infinite_floats_are_refused(field: str) -> None:
+    extra = {"image": _PNG_BYTES, "reference_image": _PNG_BYTES}
+    with pytest.raises(fluxkit.InvalidRequestError) as caught:
+        fluxkit.GenerationRequest(prompt="x", **{field: float("inf")}, **extra)
+    assert caught.value.field == field
