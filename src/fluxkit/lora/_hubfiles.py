@@ -42,12 +42,12 @@ def choose_primary(files: Sequence[str]) -> str | None:
 
 def pick_weight_file(client: httpx.Client, endpoint: str, repo_id: str, revision: str) -> str:
     """The repo's primary ``.safetensors`` file, from the model API's file list."""
-    from fluxkit.lora._sources import raise_for_hub_status
+    from fluxkit.lora._sources import get_flow, raise_for_hub_status, run_hub_flow
 
     url = f"{endpoint}/api/models/{repo_id}"
     if revision != "main":
         url += f"/revision/{quote(revision, safe='')}"
-    response = client.get(url)
+    response = run_hub_flow(client, get_flow(url))
     raise_for_hub_status(response, f"hf://{repo_id}")
     try:
         files = [str(s["rfilename"]) for s in response.json().get("siblings") or []]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 from fluxkit._config import Secret, resolve_secret
+from fluxkit._core import Flow, HttpRequest, HttpResponse, send
 from fluxkit._exceptions import (
     AuthenticationError,
     InvalidRequestError,
@@ -21,6 +22,8 @@ from fluxkit._exceptions import (
 
 if TYPE_CHECKING:
     import httpx
+
+    from fluxkit._drivers import FlowOutcome
 
 __all__ = ["ByteSource", "HubSource", "LocalSource", "hub_endpoint", "open_source"]
 
@@ -70,7 +73,11 @@ class LocalSource:
 
 
 class HubSource:
-    """A file in a Hub repo, read with ``Range`` requests (redirects to the CDN followed)."""
+    """A file in a Hub repo, read with ``Range`` requests (redirects to the CDN followed).
+
+    Each read is a one-request flow run by :func:`fluxkit._drivers.run_flow`: the drivers are
+    the only code that sends HTTP, so retries and errors are the same as everywhere else.
+    """
 
     def __init__(
         self, repo_id: str, filename: str, *, revision: str, client: httpx.Client, endpoint: str
@@ -83,34 +90,43 @@ class HubSource:
     def read(self, start: int, length: int) -> bytes:
         if length <= 0:
             return b""
-        headers = {"Range": f"bytes={start}-{start + length - 1}"}
-        with self._client.stream("GET", self._url, headers=headers) as response:
-            raise_for_hub_status(response, self.name)
-            total = response.headers.get("content-range", "").rpartition("/")[2]
-            if total.isdigit():
-                self.size = int(total)
-            # A server that ignores Range sends the whole file: read only what was asked.
-            chunks: list[bytes] = []
-            got = 0
-            skip = start if response.status_code == 200 else 0
-            for chunk in response.iter_bytes():
-                if skip:
-                    cut = min(skip, len(chunk))
-                    chunk, skip = chunk[cut:], skip - cut
-                chunks.append(chunk)
-                got += len(chunk)
-                if got >= length:
-                    break
-            if response.status_code == 200 and self.size is None:
-                length_header = response.headers.get("content-length", "")
-                self.size = int(length_header) if length_header.isdigit() else None
-        return b"".join(chunks)[:length]
+        response = run_hub_flow(self._client, get_flow(self._url, start, length))
+        raise_for_hub_status(response, self.name)
+        total = (response.header("content-range") or "").rpartition("/")[2]
+        if total.isdigit():
+            self.size = int(total)
+        if response.status_code == 200:
+            # a server that ignores Range sends the whole file: keep only what was asked
+            if self.size is None:
+                self.size = len(response.content)
+            return response.content[start : start + length]
+        return response.content[:length]
 
     def close(self) -> None:
         self._client.close()
 
 
-def raise_for_hub_status(response: httpx.Response, name: str) -> None:
+def get_flow(url: str, start: int | None = None, length: int | None = None) -> Flow[HttpResponse]:
+    """One ``GET`` (a byte range when ``start``/``length`` are given); the answer as is."""
+    headers = (
+        {} if start is None or length is None else {"Range": f"bytes={start}-{start + length - 1}"}
+    )
+    return (
+        yield from send(
+            HttpRequest("GET", url, headers=headers, retry="idempotent", raise_for_status=False)
+        )
+    )
+
+
+def run_hub_flow(client: httpx.Client, flow: Flow[HttpResponse]) -> HttpResponse:
+    """Run a Hub flow with the blocking driver (the Hub is read outside any generation)."""
+    from fluxkit._drivers import FlowContext, run_flow
+
+    outcome: FlowOutcome[HttpResponse] = run_flow(flow, client, FlowContext(backend="hub"))
+    return outcome.value
+
+
+def raise_for_hub_status(response: HttpResponse | httpx.Response, name: str) -> None:
     """Map a Hub error status to fluxkit's errors (the token is never part of the message)."""
     status = response.status_code
     if status < 400:

@@ -23,11 +23,11 @@ from typing import Any
 
 from fluxkit._exceptions import ConfigurationError, InvalidRequestError
 from fluxkit._types import LoRA
+from fluxkit.lora._hubfiles import choose_primary
 
 __all__ = ["AdapterCache", "LoRALoadError", "LoraFile", "LoraResolver", "detect_format"]
 
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
-_PREFERRED_NAMES = ("pytorch_lora_weights.safetensors", "lora.safetensors")
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors caps its JSON header at 100 MB too
 _ALLOWED = "a FLUX.1 LoRA in .safetensors (diffusers/peft, kohya/sd-scripts or XLabs keys)"
 
@@ -248,30 +248,35 @@ def _pickle_refused(lora: LoRA, field: str, name: str) -> InvalidRequestError:
 
 
 def _download(lora: LoRA, field: str) -> Iterator[bytes]:
-    import httpx
+    """The bytes at ``lora.source``, spooled to disk by huggingface_hub's downloader.
 
-    try:
-        with httpx.stream("GET", lora.source, follow_redirects=True, timeout=60.0) as response:
-            response.raise_for_status()
-            yield from response.iter_bytes()
-    except httpx.HTTPStatusError as exc:
-        raise InvalidRequestError(
-            field,
-            lora.source,
-            "a downloadable .safetensors URL",
-            reason=f"HTTP {exc.response.status_code}",
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise ConfigurationError(f"could not download LoRA {lora.source}: {exc}") from exc
+    huggingface_hub streams, retries and resumes; fluxkit sends no HTTP of its own outside its
+    drivers. The spool keeps a 300 MB LoRA out of memory; no Hub token is sent to other hosts.
+    """
+    from huggingface_hub.file_download import http_get
+
+    with tempfile.TemporaryFile() as spool:
+        try:
+            http_get(lora.source, spool, displayed_filename=lora.filename or "LoRA")
+        except Exception as exc:  # HfHubHTTPError (a status) or a transport error
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if isinstance(status, int) and status >= 400:
+                raise InvalidRequestError(
+                    field, lora.source, "a downloadable .safetensors URL", reason=f"HTTP {status}"
+                ) from exc
+            raise ConfigurationError(f"could not download LoRA {lora.source}: {exc}") from exc
+        spool.seek(0)
+        while chunk := spool.read(1 << 20):
+            yield chunk
 
 
 def _pick_weight(names: list[str], lora: LoRA, field: str) -> list[str]:
-    """The one LoRA file of a repo/directory: a conventional name, else the only candidate."""
-    for preferred in _PREFERRED_NAMES:
-        if preferred in names:
-            return [preferred]
-    if len(names) == 1:
-        return names
+    """The one LoRA file of a repo/directory, by :func:`fluxkit.lora._hubfiles.choose_primary`:
+    the same rule as ``fluxkit.lora`` and the hosted backends, so a source means one file
+    everywhere."""
+    primary = choose_primary(names)
+    if primary is not None:
+        return [primary]
     found = ", ".join(names[:8]) or "no .safetensors files"
     raise InvalidRequestError(
         field,
