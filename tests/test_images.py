@@ -169,3 +169,39 @@ def test_request_names_the_field() -> None:
     with pytest.raises(fluxkit.InvalidRequestError) as caught:
         fluxkit.GenerationRequest(prompt="x", reference_image=b"\x89PNG\r\n\x1a\nbroken")
     assert caught.value.field == "reference_image"
+
+
+def _with_text_chunk(png: bytes, key: str, text: str) -> bytes:
+    """``png`` with an iTXt chunk inserted just before IEND (after the pixel data)."""
+    body = key.encode() + b"\0\0\0\0\0" + text.encode()
+    chunk = (
+        len(body).to_bytes(4, "big")
+        + b"iTXt"
+        + body
+        + zlib.crc32(b"iTXt" + body).to_bytes(4, "big")
+    )
+    return png[:-12] + chunk + png[-12:]
+
+
+def test_read_record_reads_metadata_without_decoding_pixels() -> None:
+    # the header claims 20000 x 20000 (400 MP): decoding would be refused or cost GBs
+    huge = _with_text_chunk(_png_header_only(20_000, 20_000), "fluxkit", '{"seed": 7}')
+    assert fluxkit.read_record(huge) == {"seed": 7}
+    assert fluxkit.read_record(_png_header_only(64, 64)) is None
+
+
+def test_face_loading_caps_pixels_and_drafts_large_jpeg_headshots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fluxkit.faces import _io
+    from fluxkit.faces._errors import UnreadableImageError
+
+    monkeypatch.setattr(_io, "MAX_FACE_PIXELS", 64 * 64)
+    jpeg = _encoded(Image.new("RGB", (256, 256), "red"), "JPEG")
+    assert (
+        _io.load_bgr(jpeg, "headshot").shape[0] * _io.load_bgr(jpeg, "headshot").shape[1] <= 64 * 64
+    )
+    with pytest.raises(UnreadableImageError, match="MP limit"):
+        _io.load_bgr(jpeg, "target")
+    with pytest.raises(UnreadableImageError):
+        _io.load_bgr(_png_header_only(256, 256), "headshot")
