@@ -201,6 +201,13 @@ class LoRA(BaseModel):
     def _check_weight_name(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        if value.lower().endswith(_PICKLE_SUFFIXES):
+            raise InvalidRequestError(
+                "lora.weight_name",
+                value,
+                "a .safetensors file",
+                reason="pickle formats can execute code when loaded; convert to safetensors",
+            )
         parts = value.replace("\\", "/").split("/")
         # a file inside the repo or directory: no escaping it with .. or an absolute path
         if not value.endswith(".safetensors") or ".." in parts or not all(parts) or "\0" in value:
