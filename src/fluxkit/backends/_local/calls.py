@@ -102,7 +102,8 @@ def to_pil(image: InputImage) -> Any:
 
         with httpx.Client(follow_redirects=True) as client:
             data = run_flow(fetch_flow(image.url), client, FlowContext("diffusers")).value
-        return open_image(data).convert("RGB")
+        # what the URL served gets the same verification as bytes passed in (caps, truncation)
+        return open_image(InputImage.from_any(data, field="image").data or b"").convert("RGB")
     return image.to_pil().convert("RGB")
 
 
