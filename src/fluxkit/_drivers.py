@@ -98,6 +98,12 @@ class JobTracker:
         with self._lock:
             self._live.pop(key, None)
 
+    def record(self, request_id: str) -> None:
+        """Note a job cancelled at the provider (by its own driver)."""
+        with self._lock:
+            if request_id not in self.cancelled:
+                self.cancelled.append(request_id)
+
     def live(self) -> list[Accepted]:
         with self._lock:
             return list(self._live.values())
@@ -108,8 +114,8 @@ class JobTracker:
         for accepted in self.live():
             if accepted.cancel is not None and _send_cancel_sync(client, accepted.cancel):
                 done.append(accepted.request_id)
-        with self._lock:
-            self.cancelled.extend(done)
+        for request_id in done:
+            self.record(request_id)
         return done
 
 
@@ -161,6 +167,10 @@ class _State:
                 self.ctx.tracker.add(id(self), step)
         else:
             self.emit(step)
+
+    def record_cancel(self) -> None:
+        if self.ctx.tracker is not None and self.accepted is not None:
+            self.ctx.tracker.record(self.accepted.request_id)
 
     def finished(self) -> None:
         if self.ctx.tracker is not None:
@@ -469,7 +479,10 @@ def _cancel_sync(client: httpx.Client, state: _State) -> bool:
     """Best-effort cancel of the accepted job; True when the provider acknowledged it."""
     if state.accepted is None or state.accepted.cancel is None:
         return False
-    return _send_cancel_sync(client, state.accepted.cancel)
+    acknowledged = _send_cancel_sync(client, state.accepted.cancel)
+    if acknowledged:
+        state.record_cancel()
+    return acknowledged
 
 
 # --- async -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import asyncio
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -292,12 +292,15 @@ class Generator(_GeneratorCore[httpx.Client]):
         cancel = threading.Event()
         tracker = JobTracker()
         done = object()
+        stopped = threading.Event()
 
         def work() -> None:
             try:
                 self._run_plan(plan, deadline, events.put, cancel, tracker)
             except BaseException as exc:
                 events.put(exc)
+            finally:
+                stopped.set()
             events.put(done)
 
         worker = threading.Thread(target=work, name="fluxkit-stream", daemon=True)
@@ -319,7 +322,7 @@ class Generator(_GeneratorCore[httpx.Client]):
                 # blocked in a long status read and would notice only later.
                 cancel.set()
                 tracker.cancel_all(self._http)
-                worker.join(SUBMIT_GRACE + 5.0)
+                stopped.wait(SUBMIT_GRACE + 5.0)
 
     def _execute(
         self,
@@ -337,22 +340,27 @@ class Generator(_GeneratorCore[httpx.Client]):
         tracker = JobTracker()
         outcome: list[GenerationResult] = []
         failure: list[BaseException] = []
+        finished = threading.Event()
 
         def work() -> None:
             try:
                 outcome.append(self._run_plan(plan, deadline, on_event, cancel, tracker))
             except BaseException as exc:
                 failure.append(exc)
+            finally:
+                finished.set()
 
+        # Waiting on an Event, not Thread.join: a join interrupted by Ctrl-C can leave the
+        # thread looking finished (CPython), and the grace below must really wait.
         worker = threading.Thread(target=work, name="fluxkit-generate", daemon=True)
-        worker.start()
         try:
-            while worker.is_alive():
-                worker.join(0.25)  # short waits: signals (Ctrl-C) reach this thread between them
+            worker.start()  # inside the try: Ctrl-C may land while start() waits for the thread
+            while not finished.wait(0.25):  # short waits: Ctrl-C reaches this thread between
+                pass
         except BaseException as interruption:
             cancel.set()
             ids = tracker.cancel_all(self._http)
-            worker.join(SUBMIT_GRACE + 5.0)
+            finished.wait(SUBMIT_GRACE + 5.0)  # a submission in flight finishes, then cancels
             ids += [i for i in tracker.cancelled if i not in ids]
             if ids:
                 interruption.add_note(f"cancelled at {self.backend}: {', '.join(ids)}")
@@ -429,7 +437,12 @@ class Generator(_GeneratorCore[httpx.Client]):
 
     def _fetch(self, url: str) -> bytes:
         ctx = FlowContext(self.backend, self._policy, Deadline.after(self._timeout))
-        data: bytes = run_flow(fetch_flow(url), self._http, ctx).value
+        if self._client is not None and not self._client.is_closed:
+            data: bytes = run_flow(fetch_flow(url), self._client, ctx).value
+            return data
+        # The generator was closed before a lazy image was used: a short-lived client.
+        with httpx.Client(transport=self._chosen_transport(), follow_redirects=True) as client:
+            data = run_flow(fetch_flow(url), client, ctx).value
         return data
 
     def close(self) -> None:
@@ -507,8 +520,13 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         timeout: float | None = NOT_GIVEN,
         validate: ValidateMode | None = None,
         **params: Unpack[GenerationParams],
-    ) -> AsyncIterator[Event]:
-        """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`."""
+    ) -> _AsyncEventStream:
+        """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`.
+
+        Leaving early cancels the job at the provider. ``async with agen.stream(...) as
+        events:`` closes the stream deterministically; a plain ``break`` closes it when the
+        iterator is garbage collected.
+        """
         plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
         return _AsyncEventStream(self, plan, self._deadline(timeout))
 
@@ -536,7 +554,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
                 for call in plan.calls:
                     group.start_soon(run, call)
         result = assemble_result(
-            plan, self.backend, *_split(plan, results), time.monotonic() - started, None
+            plan, self.backend, *_split(plan, results), time.monotonic() - started, self._fetch
         )
         if on_event is not None:
             on_event(Completed(result))
@@ -554,9 +572,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
             return await self._run_local(backend, call, deadline, on_event)
         ctx = self._context(call, deadline, on_event)
         async with limiter:
-            outcome: FlowOutcome[CallOutput] = await arun_flow(
-                backend.flow(call), self._http, ctx
-            )
+            outcome: FlowOutcome[CallOutput] = await arun_flow(backend.flow(call), self._http, ctx)
         if self._download and pending_downloads(outcome.value):
             # After the slot is freed: max_concurrency bounds provider jobs, not downloads.
             try:
@@ -589,6 +605,20 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
             token.cancel("cancelled")  # the pipeline stops at its next step
             raise
         return local_outcome(output, started)
+
+    def _fetch(self, url: str) -> bytes:
+        """Lazy download (``download=False``) of an image URL, on first ``image.data``.
+
+        ``image.data`` is a plain property, so it fetches with a short-lived blocking client:
+        through the user's transport when it serves sync clients too (emulators do), else
+        httpx's own.
+        """
+        transport = self._chosen_transport()
+        sync_transport = transport if isinstance(transport, httpx.BaseTransport) else None
+        with httpx.Client(transport=sync_transport, follow_redirects=True) as client:
+            ctx = FlowContext(self.backend, self._policy, Deadline.after(self._timeout))
+            data: bytes = run_flow(fetch_flow(url), client, ctx).value
+        return data
 
     async def aclose(self) -> None:
         """Close the HTTP client (if this generator made it) and release the backend."""

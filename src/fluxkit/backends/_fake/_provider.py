@@ -48,7 +48,9 @@ class FakeProvider(httpx.BaseTransport, httpx.AsyncBaseTransport):
         self._by_key: dict[str, str] = {}
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        status, body = self._answer(request.method, request.url.path, request.headers, request.read())
+        status, body = self._answer(
+            request.method, request.url.path, request.headers, request.read()
+        )
         return httpx.Response(status, json=body, request=request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -120,7 +122,9 @@ class FakeProvider(httpx.BaseTransport, httpx.AsyncBaseTransport):
         init = None
         if payload.get("image"):
             init = _media.open_image(_media.decode_data_uri(payload["image"])[0])
-        loras = [(str(item["path"]), float(item.get("scale", 1.0))) for item in payload.get("loras", [])]
+        loras = [
+            (str(item["path"]), float(item.get("scale", 1.0))) for item in payload.get("loras", [])
+        ]
         picture = render_fake_image(
             prompt,
             seed,
