@@ -163,7 +163,7 @@ def test_async_cancellation_inside_the_submit_window_never_orphans(
     for _ in range(TRIES):
         emu = long_jobs(PROVIDERS[provider](), provider=provider)
 
-        async def main() -> BaseException | None:
+        async def main(emu: Emulator = emu) -> BaseException | None:
             async with emu.async_generator(timeout=30) as agen:
                 return await ASYNC_PATHS[path](agen)
 
@@ -178,7 +178,7 @@ def test_anyio_cancellation_under_trio_never_orphans(provider: str) -> None:
     for _ in range(TRIES):
         emu = long_jobs(PROVIDERS[provider](), provider=provider)
 
-        async def main() -> None:
+        async def main(emu: Emulator = emu) -> None:
             async with emu.async_generator(timeout=30) as agen:
                 with anyio.move_on_after(_in_submit_window()):
                     await agen.generate("fox", size=(256, 256))
