@@ -44,7 +44,8 @@ def test_backoff_grows_exponentially_with_jitter_under_the_cap() -> None:
     [
         (429, True, True),
         (503, True, True),
-        (502, True, True),
+        (502, False, True),  # maybe accepted: never resent (JobMayExistError)
+        (504, False, True),
         (500, False, True),
         (400, False, False),
         (401, False, False),
