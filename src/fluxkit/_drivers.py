@@ -12,8 +12,8 @@ The money rules they enforce, for every backend:
   propagates. A submission already in flight when the cancellation comes is allowed to finish
   (bounded by :data:`SUBMIT_GRACE`) so the job's id is known and it can be cancelled;
 * **never submitted twice** — a submission is resent only where the provider provably refused
-  it (429, 503, a connection that never opened). A 502/504/500 or a connection lost after
-  sending raises :class:`JobMayExistError`: the job may be running, and resending would pay
+  it (429, 503, a connection that never opened). A 502/504 (a gateway's) or a connection lost
+  after sending raises :class:`JobMayExistError`: the job may be running, and resending would pay
   twice. After acceptance nothing is resubmitted — flows poll;
 * **the deadline covers everything** — each read and sleep is cut to what is left, a
   submission gets :data:`SUBMIT_GRACE` beyond it (so its id is known), and headers that carry

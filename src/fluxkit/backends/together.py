@@ -2,9 +2,10 @@
 
 ``POST {base_url}/v1/images/generations`` answers with the finished images: there is no queue,
 no job to poll and no cancel endpoint (https://docs.together.ai/reference/post-images-generations).
-So the flow is a single ``send``: 429/502/503/504 are retried by the driver because they prove
-the request was not taken; a deadline or a cancelled task abandons the HTTP request, and Together
-may still finish (and bill) the generation.
+So the flow is a single ``send``: 429/503 are retried by the driver because they prove the request
+was not taken; a 502/504 or a connection lost after sending raises ``JobMayExistError`` (the
+generation may have run and been billed; it is not resent). A deadline or a cancelled task
+abandons the HTTP request, and Together may still finish (and bill) the generation.
 
 ```python
 import fluxkit
