@@ -44,9 +44,11 @@ def serve(latency: float, conn: Connection) -> None:
         conn.send(time.process_time())
 
 
-async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, float]:
+async def fluxkit_fanout(
+    url: str, jobs: int, concurrency: int, transport: httpx.AsyncBaseTransport | None = None
+) -> tuple[float, float]:
     async with fluxkit.AsyncGenerator(
-        "fal", api_key="bench", base_url=url, max_concurrency=concurrency
+        "fal", api_key="bench", base_url=url, max_concurrency=concurrency, transport=transport
     ) as gen:
         await gen.generate("warm up", size=(256, 256), seed=7)
 
@@ -56,6 +58,11 @@ async def fluxkit_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, 
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one() for _ in range(jobs)))
         return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def fluxkit_httpx_pool_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, float]:
+    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency)
+    return await fluxkit_fanout(url, jobs, concurrency, httpx.AsyncHTTPTransport(limits=limits))
 
 
 async def fal_client_fanout(url: str, jobs: int, concurrency: int) -> tuple[float, float]:
@@ -110,7 +117,8 @@ def fanout(jobs: int, concurrency: int, latency: float) -> None:
     results = {}
     try:
         for name, run in (
-            ("fluxkit AsyncGenerator", fluxkit_fanout),
+            ("fluxkit (httpx-aiohttp)", fluxkit_fanout),
+            ("fluxkit (httpx pool)", fluxkit_httpx_pool_fanout),
             ("fal_client subscribe", fal_client_fanout),
         ):
             parent.send("cpu")
