@@ -181,11 +181,8 @@ def uploads(requests: int = 100) -> None:
     cache = UploadCache()
 
     async def run() -> None:
-        async with fluxkit.AsyncGenerator(
-            "fal",
+        async with emulator.async_generator(
             api_key="bench",
-            transport=emulator.transport(),
-            base_url=emulator.base_url,
             upload_cache=cache,
             max_concurrency=16,
         ) as gen:

@@ -16,9 +16,7 @@ STATUS = r"/v1/generations/[\w-]+$"
 
 
 def make(emulator: FakeProviderEmulator, **options: object) -> fluxkit.Generator:
-    return fluxkit.Generator(
-        "fake", transport=emulator.transport(), base_url=emulator.base_url, **options
-    )  # type: ignore[arg-type]
+    return emulator.generator(**options)  # type: ignore[arg-type]
 
 
 def submits(emulator: FakeProviderEmulator) -> int:
@@ -147,9 +145,7 @@ class TestDeadlines:
     async def test_async_deadline_cancels_the_job(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.run_seconds = 30
-        async with fluxkit.AsyncGenerator(
-            "fake", transport=emulator.transport(), base_url=emulator.base_url
-        ) as generator:
+        async with emulator.async_generator() as generator:
             with pytest.raises(fluxkit.DeadlineExceeded):
                 await generator.generate("fox", size="square", timeout=0.3)
         assert emulator.cancelled == {"fake-000001"}
@@ -157,9 +153,7 @@ class TestDeadlines:
     async def test_cancelling_the_task_cancels_the_job(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.run_seconds = 30
-        async with fluxkit.AsyncGenerator(
-            "fake", transport=emulator.transport(), base_url=emulator.base_url
-        ) as generator:
+        async with emulator.async_generator() as generator:
             with anyio.move_on_after(0.3):
                 await generator.generate("fox", size="square")
         assert emulator.cancelled == {"fake-000001"}
@@ -167,9 +161,7 @@ class TestDeadlines:
     async def test_cancelling_a_split_generation_cancels_every_job(self) -> None:
         emulator = FakeProviderEmulator()
         emulator.script.run_seconds = 30
-        async with fluxkit.AsyncGenerator(
-            "fake", transport=emulator.transport(), base_url=emulator.base_url, model="flux-pro"
-        ) as generator:
+        async with emulator.async_generator(model="flux-pro") as generator:
             with anyio.move_on_after(0.3):
                 await generator.generate("fox", size="square", n=3)
         assert len(emulator.cancelled) == 3

@@ -69,10 +69,7 @@ class TestSeeds:
         self, fake_emulator: FakeProviderEmulator
     ) -> None:
         fake_emulator.script.run_seconds = 0.2
-        with fluxkit.Generator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
+        with fake_emulator.generator(
             model="flux-pro",
             max_concurrency=4,
         ) as generator:
@@ -97,10 +94,7 @@ class TestValidation:
             fake_generator.generate("fox", size=(1000, 1000))
 
     def test_coerce_mode_rounds_and_warns(self, fake_emulator: FakeProviderEmulator) -> None:
-        with fluxkit.Generator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
+        with fake_emulator.generator(
             validate="coerce",
         ) as generator:
             result = generator.generate("fox", size=(1000, 1000), seed=1)
@@ -112,10 +106,7 @@ class TestValidation:
         }
 
     def test_coerce_caps_steps_to_the_model(self, fake_emulator: FakeProviderEmulator) -> None:
-        with fluxkit.Generator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
+        with fake_emulator.generator(
             model="flux-schnell",
         ) as generator:
             with pytest.raises(fluxkit.InvalidRequestError, match="1 to 12"):
@@ -126,10 +117,7 @@ class TestValidation:
     def test_unsupported_feature_fails_before_any_call(
         self, fake_emulator: FakeProviderEmulator
     ) -> None:
-        with fluxkit.Generator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
+        with fake_emulator.generator(
             model="flux-schnell",
         ) as generator:
             with pytest.raises(fluxkit.UnsupportedFeatureError) as info:
@@ -162,9 +150,7 @@ class TestEvents:
     def test_events_in_order_and_completed_last(self, fake_emulator: FakeProviderEmulator) -> None:
         fake_emulator.script.queue_seconds = 0.1
         fake_emulator.script.run_seconds = 0.1
-        with fluxkit.Generator(
-            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
-        ) as generator:
+        with fake_emulator.generator() as generator:
             events = list(generator.stream("fox", size="square", steps=4, seed=1))
         kinds = [type(e).__name__ for e in events]
         assert kinds[0] == "Queued" and kinds[-1] == "Completed"
@@ -191,9 +177,7 @@ class TestEvents:
         self, fake_emulator: FakeProviderEmulator
     ) -> None:
         fake_emulator.script.queue_seconds = 30
-        with fluxkit.Generator(
-            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
-        ) as generator:
+        with fake_emulator.generator() as generator:
             for event in generator.stream("fox", size="square"):
                 assert isinstance(event, fluxkit.Queued)
                 break
@@ -201,16 +185,12 @@ class TestEvents:
 
     def test_stream_reraises_provider_errors(self, fake_emulator: FakeProviderEmulator) -> None:
         fake_emulator.script.fail_jobs(1)
-        with fluxkit.Generator(
-            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
-        ) as generator:
+        with fake_emulator.generator() as generator:
             with pytest.raises(fluxkit.JobFailedError):
                 list(generator.stream("fox", size="square"))
 
     async def test_async_stream(self, fake_emulator: FakeProviderEmulator) -> None:
-        async with fluxkit.AsyncGenerator(
-            "fake", transport=fake_emulator.transport(), base_url=fake_emulator.base_url
-        ) as generator:
+        async with fake_emulator.async_generator() as generator:
             events = [
                 event async for event in generator.stream("fox", size="square", steps=2, seed=9)
             ]
@@ -219,10 +199,7 @@ class TestEvents:
 
     def test_on_event_gets_job_index_per_call(self, fake_emulator: FakeProviderEmulator) -> None:
         events: list[object] = []
-        with fluxkit.Generator(
-            "fake",
-            transport=fake_emulator.transport(),
-            base_url=fake_emulator.base_url,
+        with fake_emulator.generator(
             model="flux-pro",
         ) as generator:
             generator.generate("fox", size="square", n=3, on_event=events.append)
@@ -232,18 +209,14 @@ class TestEvents:
 class TestDownloads:
     def test_url_results_are_downloaded_before_returning(self) -> None:
         emulator = FakeProviderEmulator(return_urls=True)
-        with fluxkit.Generator(
-            "fake", transport=emulator.transport(), base_url=emulator.base_url
-        ) as generator:
+        with emulator.generator() as generator:
             result = generator.generate("fox", size="square")
         assert result.images[0].is_loaded and result.images[0].url
         assert result.images[0].to_pil().size == (512, 512)
 
     def test_lazy_download_fetches_once(self) -> None:
         emulator = FakeProviderEmulator(return_urls=True)
-        with fluxkit.Generator(
-            "fake", transport=emulator.transport(), base_url=emulator.base_url, download=False
-        ) as generator:
+        with emulator.generator(download=False) as generator:
             image = generator.generate("fox", size="square").images[0]
             assert not image.is_loaded
             assert image.data == image.data
@@ -293,10 +266,7 @@ async def test_max_concurrency_bounds_calls_across_generate_calls(
     fake_emulator: FakeProviderEmulator,
 ) -> None:
     fake_emulator.script.run_seconds = 0.15
-    async with fluxkit.AsyncGenerator(
-        "fake",
-        transport=fake_emulator.transport(),
-        base_url=fake_emulator.base_url,
+    async with fake_emulator.async_generator(
         max_concurrency=2,
     ) as gen:
         await asyncio.gather(*(gen.generate("fox", size="square", seed=i) for i in range(5)))
@@ -308,10 +278,7 @@ def test_sync_max_concurrency_bounds_calls_across_threads(
     fake_emulator: FakeProviderEmulator,
 ) -> None:
     fake_emulator.script.run_seconds = 0.15
-    with fluxkit.Generator(
-        "fake",
-        transport=fake_emulator.transport(),
-        base_url=fake_emulator.base_url,
+    with fake_emulator.generator(
         max_concurrency=2,
     ) as gen:
         threads = [
@@ -337,10 +304,7 @@ class _SlowFiles(FakeProviderEmulator):
 
 async def test_downloads_do_not_hold_a_concurrency_slot() -> None:
     emulator = _SlowFiles(return_urls=True)
-    async with fluxkit.AsyncGenerator(
-        "fake",
-        transport=emulator.transport(),
-        base_url=emulator.base_url,
+    async with emulator.async_generator(
         model="flux-pro",
         max_concurrency=1,
     ) as gen:

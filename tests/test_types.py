@@ -129,9 +129,7 @@ def test_invalid_input_never_reaches_the_network(fields: dict[str, object]) -> N
     from fluxkit.testing import FakeProviderEmulator
 
     emulator = FakeProviderEmulator()
-    generator = fluxkit.Generator(
-        "fake", transport=emulator.transport(), base_url=emulator.base_url
-    )
+    generator = emulator.generator()
     try:
         generator.generate("a fox", size="square", steps=1, **fields)  # type: ignore[arg-type]
     except InvalidRequestError:

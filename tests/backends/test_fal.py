@@ -47,9 +47,7 @@ def cache() -> UploadCache:
 
 @pytest.fixture
 def gen(emu: FalEmulator, cache: UploadCache) -> Iterator[fluxkit.Generator]:
-    with fluxkit.Generator(
-        "fal", api_key="test", transport=emu.transport(), base_url=emu.base_url, upload_cache=cache
-    ) as generator:
+    with emu.generator(api_key="test", upload_cache=cache) as generator:
         yield generator
 
 
@@ -95,8 +93,8 @@ def test_txt2img_sends_fal_fields_and_returns_the_image(
 
 
 async def test_async_txt2img_matches_sync(emu: FalEmulator) -> None:
-    async with fluxkit.AsyncGenerator(
-        "fal", api_key="test", transport=emu.transport(), base_url=emu.base_url
+    async with emu.async_generator(
+        api_key="test",
     ) as agen:
         result = await agen.generate("a red fox", size="square", seed=11, model="flux-schnell")
     [(path, body)] = submits(emu)
@@ -317,8 +315,8 @@ def test_sync_mode_data_uris_need_no_download(gen: fluxkit.Generator, emu: FalEm
 async def test_cancelled_task_cancels_the_request_at_fal(emu: FalEmulator) -> None:
     emu.script.run_seconds = 5.0
     accepted = asyncio.Event()
-    async with fluxkit.AsyncGenerator(
-        "fal", api_key="test", transport=emu.transport(), base_url=emu.base_url
+    async with emu.async_generator(
+        api_key="test",
     ) as agen:
         task = asyncio.create_task(
             agen.generate("a fox", size=SMALL, on_event=lambda event: accepted.set())
@@ -374,9 +372,7 @@ def test_429_with_retry_after_is_retried_before_acceptance(
 def test_429_that_outlasts_retries_maps_to_rate_limit(emu: FalEmulator) -> None:
     emu.script.fail_next(429, count=9, method="POST", retry_after=0.01)
     with (
-        fluxkit.Generator(
-            "fal", api_key="test", transport=emu.transport(), base_url=emu.base_url, max_retries=2
-        ) as gen,
+        emu.generator(api_key="test", max_retries=2) as gen,
         pytest.raises(RateLimitError) as caught,
     ):
         gen.generate("a fox", size=SMALL)
@@ -389,8 +385,8 @@ async def test_503_burst_is_retried_and_not_resubmitted_after_acceptance(
     body = {"detail": "No runner available", "error_type": "runner_scheduling_failure"}
     emu.script.fail_next(503, count=2, method="POST", retry_after=0.01, body=body)
     emu.script.fail_next(503, count=1, path=r"/requests/[\w-]+$", retry_after=0.01)
-    async with fluxkit.AsyncGenerator(
-        "fal", api_key="test", transport=emu.transport(), base_url=emu.base_url
+    async with emu.async_generator(
+        api_key="test",
     ) as agen:
         result = await agen.generate("a fox", size=SMALL, seed=9)
     assert result.seeds == (9,) and len(emu.jobs) == 1
@@ -398,8 +394,8 @@ async def test_503_burst_is_retried_and_not_resubmitted_after_acceptance(
 
 def test_wrong_key_maps_to_authentication_error(emu: FalEmulator) -> None:
     with (
-        fluxkit.Generator(
-            "fal", api_key="wrong", transport=emu.transport(), base_url=emu.base_url
+        emu.generator(
+            api_key="wrong",
         ) as gen,
         pytest.raises(AuthenticationError, match="Invalid Key") as caught,
     ):

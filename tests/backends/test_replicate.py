@@ -50,11 +50,8 @@ def uploads() -> UploadCache:
 
 @pytest.fixture
 def gen(emu: ReplicateEmulator, uploads: UploadCache) -> Iterator[fluxkit.Generator]:
-    with fluxkit.Generator(
-        "replicate",
+    with emu.generator(
         api_key="test",
-        transport=emu.transport(),
-        base_url=emu.base_url,
         upload_cache=uploads,
         timeout=20,
     ) as generator:
@@ -63,11 +60,8 @@ def gen(emu: ReplicateEmulator, uploads: UploadCache) -> Iterator[fluxkit.Genera
 
 @pytest.fixture
 async def agen(emu: ReplicateEmulator, uploads: UploadCache) -> Any:
-    async with fluxkit.AsyncGenerator(
-        "replicate",
+    async with emu.async_generator(
         api_key="test",
-        transport=emu.transport(),
-        base_url=emu.base_url,
         upload_cache=uploads,
         timeout=20,
     ) as generator:
@@ -275,11 +269,8 @@ def test_reference_images_are_unsupported_everywhere_on_replicate(
 
 def test_large_images_are_uploaded_once(emu: ReplicateEmulator, uploads: UploadCache) -> None:
     image = noisy_png(256, 256)
-    with fluxkit.Generator(
-        "replicate",
+    with emu.generator(
         api_key="test",
-        transport=emu.transport(),
-        base_url=emu.base_url,
         upload_cache=uploads,
         inline_limit=1024,
     ) as generator:
@@ -299,11 +290,8 @@ def test_large_images_are_uploaded_once(emu: ReplicateEmulator, uploads: UploadC
 async def test_concurrent_calls_share_one_upload(
     emu: ReplicateEmulator, uploads: UploadCache
 ) -> None:
-    async with fluxkit.AsyncGenerator(
-        "replicate",
+    async with emu.async_generator(
         api_key="test",
-        transport=emu.transport(),
-        base_url=emu.base_url,
         upload_cache=uploads,
         inline_limit=1024,
     ) as generator:
@@ -419,8 +407,8 @@ def test_server_errors_are_retried_on_create_and_poll(
 
 
 def test_wrong_token_is_an_authentication_error(emu: ReplicateEmulator) -> None:
-    with fluxkit.Generator(
-        "replicate", api_key="wrong", transport=emu.transport(), base_url=emu.base_url
+    with emu.generator(
+        api_key="wrong",
     ) as generator:
         with pytest.raises(AuthenticationError) as caught:
             generator.generate("x", size=(512, 512))
