@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fluxkit._exceptions import (
     AuthenticationError,
+    BillingError,
     ConfigurationError,
     DeadlineExceeded,
     FluxkitError,
@@ -97,6 +98,7 @@ __all__ = [
     "SIZE_PRESETS",
     "AsyncGenerator",
     "AuthenticationError",
+    "BillingError",
     "CallFailure",
     "Capabilities",
     "Completed",

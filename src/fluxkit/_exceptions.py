@@ -13,6 +13,7 @@ too, so generic handlers (``except ValueError``, ``except TimeoutError``) keep w
     ├── ProviderError                        the provider's side: backend, request_id, status_code,
     │   │                                    and the provider's own message
     │   ├── AuthenticationError              401/403: the key is wrong or lacks access
+    │   ├── BillingError                     402: the account's credits are exhausted (nothing ran)
     │   ├── RateLimitError                   429 after retries: retry_after seconds when known
     │   ├── ProviderUnavailableError         5xx or connection failure after retries
     │   │   └── JobMayExistError             a submission got no clear answer (502/504, a drop
@@ -41,6 +42,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BillingError",
     "ConfigurationError",
     "DeadlineExceeded",
     "FluxkitError",
@@ -209,6 +211,12 @@ class ProviderError(FluxkitError):
 
 class AuthenticationError(ProviderError):
     """401/403: the credentials were refused or lack access to this model."""
+
+
+class BillingError(ProviderError):
+    """402 Payment Required: the account cannot pay for the job (credits exhausted, no payment
+    method). The job was refused, so nothing ran and nothing was billed; retrying will not help
+    until credits are added (or another account pays, e.g. ``bill_to=`` on ``huggingface``)."""
 
 
 class RateLimitError(ProviderError):

@@ -37,6 +37,7 @@ BACKEND_EXTRAS: dict[str, str] = {
     "diffusers": "local",
     "fake": "",
     "fal": "",  # speaks the queue and storage protocols itself; fal-client is not needed
+    "huggingface": "",  # the Inference Providers router, through the fal/Replicate/Together flows
     "replicate": "",
     "together": "",
 }

@@ -32,6 +32,7 @@ from fluxkit.testing._replay import Replay, replay
 from fluxkit.testing.fake import FakeProviderEmulator
 from fluxkit.testing.fal import FalEmulator
 from fluxkit.testing.hub import HubEmulator
+from fluxkit.testing.huggingface import HuggingFaceEmulator
 from fluxkit.testing.replicate import ReplicateEmulator
 from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
@@ -48,6 +49,7 @@ __all__ = [
     "FalEmulator",
     "Failure",
     "HubEmulator",
+    "HuggingFaceEmulator",
     "ReplicateEmulator",
     "Script",
     "TogetherEmulator",
