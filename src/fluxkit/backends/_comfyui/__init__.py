@@ -1,0 +1,1 @@
+"""Internals of the ``comfyui`` backend: the websocket event source and answer parsing."""
