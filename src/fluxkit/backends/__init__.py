@@ -34,11 +34,13 @@ __all__ = [
 
 # name -> the extra whose packages the backend needs at run time ("" = core only)
 BACKEND_EXTRAS: dict[str, str] = {
+    "comfyui": "",  # native API over httpx; the websocket (optional) needs fluxkit[comfyui]
     "diffusers": "local",
     "fake": "",
     "fal": "",  # speaks the queue and storage protocols itself; fal-client is not needed
     "huggingface": "",  # the Inference Providers router, through the fal/Replicate/Together flows
     "replicate": "",
+    "runpod": "",  # speaks RunPod's queue API itself; the worker side is fluxkit[worker]
     "together": "",
 }
 BACKEND_NAMES: tuple[str, ...] = tuple(BACKEND_EXTRAS)
