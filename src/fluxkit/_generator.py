@@ -52,6 +52,7 @@ from fluxkit._planning import (
     plan_generation,
     unfetched_images,
 )
+from fluxkit._progress import GenerationProgress, attach
 from fluxkit._results import CallFailure, GenerationResult
 from fluxkit._types import GenerationRequest
 from fluxkit.backends import get_backend_class
@@ -239,6 +240,7 @@ class Generator(_GeneratorCore[httpx.Client]):
         timeout: float | None = NOT_GIVEN,
         on_event: EventHandler | None = None,
         validate: ValidateMode | None = None,
+        progress: bool = False,
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
         """Generate images and return them with their seeds, timings and warnings.
@@ -248,6 +250,8 @@ class Generator(_GeneratorCore[httpx.Client]):
             timeout: whole-call deadline in seconds (default: the generator's).
             on_event: called with each progress event (``Queued``, ``Step``, ...).
             validate: override the generator's validation mode for this call.
+            progress: draw tqdm progress bars (queue position, denoising steps) on stderr, or
+                as a widget in Jupyter.
             **params: request fields: ``size``, ``steps``, ``guidance``, ``seed``, ``n``,
                 ``loras``, ``image``, ``strength``, ``reference_image``, ``model``, ``extra``...
 
@@ -258,7 +262,12 @@ class Generator(_GeneratorCore[httpx.Client]):
             DeadlineExceeded: ``timeout`` passed; the job was cancelled at the provider.
         """
         plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
-        return self._execute(plan, self._deadline(timeout), on_event, None)
+        handler, bars = attach(progress, on_event)
+        try:
+            return self._execute(plan, self._deadline(timeout), handler, None)
+        finally:
+            if bars is not None:
+                bars.close()
 
     def stream(
         self,
@@ -267,12 +276,13 @@ class Generator(_GeneratorCore[httpx.Client]):
         *,
         timeout: float | None = NOT_GIVEN,
         validate: ValidateMode | None = None,
+        progress: bool = False,
         **params: Unpack[GenerationParams],
     ) -> Iterator[Event]:
         """Generate, yielding progress events; the last one is ``Completed(result)``.
 
         Invalid requests raise here, before anything is sent. Stopping the iteration early
-        cancels the job at the provider.
+        cancels the job at the provider. ``progress=True`` also draws tqdm bars.
 
         Example:
             ```python
@@ -285,7 +295,8 @@ class Generator(_GeneratorCore[httpx.Client]):
             ```
         """
         plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
-        return self._stream(plan, self._deadline(timeout))
+        events = self._stream(plan, self._deadline(timeout))
+        return _drawn(events) if progress else events
 
     def _stream(self, plan: Plan, deadline: Deadline | None) -> Iterator[Event]:
         events: queue.Queue[Any] = queue.Queue()
@@ -506,11 +517,17 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         timeout: float | None = NOT_GIVEN,  # noqa: ASYNC109
         on_event: EventHandler | None = None,
         validate: ValidateMode | None = None,
+        progress: bool = False,
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
         """Generate images; see :meth:`Generator.generate`."""
         plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
-        return await self._execute(plan, self._deadline(timeout), on_event)
+        handler, bars = attach(progress, on_event)
+        try:
+            return await self._execute(plan, self._deadline(timeout), handler)
+        finally:
+            if bars is not None:
+                bars.close()
 
     def stream(
         self,
@@ -519,6 +536,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         *,
         timeout: float | None = NOT_GIVEN,
         validate: ValidateMode | None = None,
+        progress: bool = False,
         **params: Unpack[GenerationParams],
     ) -> _AsyncEventStream:
         """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`.
@@ -528,7 +546,8 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         iterator is garbage collected.
         """
         plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
-        return _AsyncEventStream(self, plan, self._deadline(timeout))
+        bars = GenerationProgress() if progress else None
+        return _AsyncEventStream(self, plan, self._deadline(timeout), bars)
 
     async def _execute(
         self, plan: Plan, deadline: Deadline | None, on_event: EventHandler | None
@@ -641,6 +660,20 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         return f"AsyncGenerator({self._backend!r})"
 
 
+def _drawn(events: Iterator[Event]) -> Iterator[Event]:
+    """``events`` unchanged, drawn as progress bars on the way (closed however it ends)."""
+    bars = GenerationProgress()
+    try:
+        for event in events:
+            bars(event)
+            yield event
+    finally:
+        bars.close()
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()  # leaving early cancels the jobs, as it does without bars
+
+
 def _capture(
     function: Callable[..., FlowOutcome[CallOutput]], *args: Any
 ) -> FlowOutcome[CallOutput] | BaseException:
@@ -679,8 +712,15 @@ class _AsyncEventStream:
     cancel every accepted job at the provider.
     """
 
-    def __init__(self, owner: AsyncGenerator, plan: Plan, deadline: Deadline | None) -> None:
+    def __init__(
+        self,
+        owner: AsyncGenerator,
+        plan: Plan,
+        deadline: Deadline | None,
+        bars: GenerationProgress | None = None,
+    ) -> None:
         self._owner, self._plan, self._deadline = owner, plan, deadline
+        self._bars = bars
         self._receive: Any = None
         self._scope: anyio.CancelScope | None = None
         self._done: anyio.Event | None = None
@@ -692,6 +732,8 @@ class _AsyncEventStream:
 
     async def __anext__(self) -> Event:
         if self._finished:
+            if self._receive is not None:
+                self._receive.close()  # iterated to the end without aclose(): nothing leaks
             raise StopAsyncIteration
         if self._done is None:
             self._start()
@@ -702,9 +744,13 @@ class _AsyncEventStream:
             raise StopAsyncIteration from None
         if isinstance(item, BaseException):
             self._finished = True
+            if self._bars is not None:
+                self._bars.close()
             raise item
         if isinstance(item, Completed):
             self._finished = True
+        if self._bars is not None:
+            self._bars(item)
         return item  # type: ignore[no-any-return]
 
     def _start(self) -> None:
@@ -739,6 +785,8 @@ class _AsyncEventStream:
     async def aclose(self) -> None:
         """Stop: cancels the generation (and its jobs at the provider) if it is still running."""
         self._finished = True
+        if self._bars is not None:
+            self._bars.close()
         if self._scope is not None and self._done is not None and not self._done.is_set():
             self._scope.cancel()
             with anyio.CancelScope(shield=True):

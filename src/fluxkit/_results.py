@@ -205,6 +205,10 @@ class GenerationResult:
     def __iter__(self) -> Iterator[GeneratedImage]:
         return iter(self.images)
 
+    def _repr_html_(self) -> str:
+        """A grid of thumbnails, each captioned with its seed (how Jupyter shows a result)."""
+        return _result_html(self)
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -245,6 +249,63 @@ class GenerationResult:
             else:
                 paths.append(write_image_free_name(image, folder, stem, suffix))
         return paths
+
+
+_THUMBNAIL = 256
+
+
+def _thumbnail_uri(image: GeneratedImage) -> str:
+    """A small PNG of ``image`` as a data URI (a notebook never holds full-size copies)."""
+    import base64
+
+    picture = image.to_pil().copy()
+    picture.thumbnail((_THUMBNAIL, _THUMBNAIL))
+    encoded = base64.b64encode(_media.encode_image(picture, "png")).decode("ascii")
+    return f"data:image/png;base64,{encoded}"
+
+
+def _result_html(result: GenerationResult) -> str:
+    from html import escape
+
+    cells = []
+    for index, image in enumerate(result.images):
+        seed = "seed unknown" if image.seed is None else f"seed {image.seed}"
+        try:
+            body = (
+                f'<img src="{_thumbnail_uri(image)}" alt="image {index}, {seed}" '
+                f'style="max-width:{_THUMBNAIL}px;max-height:{_THUMBNAIL}px;display:block">'
+            )
+        except Exception as exc:  # an expired URL must not break the notebook's display
+            body = f"<em>not available: {escape(type(exc).__name__)}</em>"
+        cells.append(
+            '<figure style="margin:0;text-align:center">'
+            f"{body}<figcaption><code>{escape(seed)}</code> · {image.width}×{image.height}"
+            "</figcaption></figure>"
+        )
+    for failure in result.failures:
+        seeds = ", ".join(str(seed) for seed in failure.seeds)
+        cells.append(
+            '<figure style="margin:0;text-align:center"><em>failed</em>'
+            f"<figcaption>seeds {escape(seeds)}: {escape(type(failure.error).__name__)}"
+            "</figcaption></figure>"
+        )
+    prompt = escape(
+        result.request.prompt
+        if len(result.request.prompt) <= 120
+        else result.request.prompt[:117] + "..."
+    )
+    header = (
+        f"<div><b>{escape(result.backend)}</b> · <code>{escape(result.model)}</code> · "
+        f"{len(result.images)} image{'s' if len(result.images) != 1 else ''} · {prompt}</div>"
+    )
+    grid = (
+        '<div style="display:grid;gap:8px;'
+        f'grid-template-columns:repeat(auto-fill,minmax({_THUMBNAIL // 2}px,{_THUMBNAIL}px))">'
+        + "".join(cells)
+        + "</div>"
+    )
+    warnings = "".join(f"<div>⚠ {escape(str(warning))}</div>" for warning in result.warnings)
+    return f'<div class="fluxkit-result">{header}{grid}{warnings}</div>'
 
 
 def _suffix(fmt: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 import fluxkit
 from fluxkit import LoRA
-from fluxkit._events import Log, Queued, Retrying, Started
+from fluxkit._events import Log, Queued, Retrying, Started, Step
 from fluxkit._exceptions import (
     AuthenticationError,
     DeadlineExceeded,
@@ -271,7 +271,8 @@ def test_queue_positions_start_and_logs_become_events(
     assert len(positions) >= 2
     started = next(i for i, e in enumerate(events) if isinstance(e, Started))
     logs = [e.message for e in events if isinstance(e, Log)]
-    assert logs == ["Starting FLUX inference", "Inference step 1/2", "Inference step 2/2"]
+    assert logs == ["Starting FLUX inference"]  # the sampler's bar lines became Step events
+    assert [(e.i, e.total) for e in events if isinstance(e, Step)] == [(1, 2), (2, 2)]
     assert all(not isinstance(e, Queued) for e in events[started:])
     # polled while others were ahead, then one status stream until completion
     assert len(emu.requests(r"/status/stream$")) == 1

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import Any
 
 from fluxkit._exceptions import (
     ConfigurationError,
@@ -46,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fluxkit", description="FLUX image generation with LoRAs, on any backend."
     )
     parser.add_argument("--version", action="version", version=f"fluxkit {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show tracebacks and fluxkit's debug log (accepted anywhere on the line)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
         try:
@@ -106,16 +112,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         ```
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
-    # Known before parsing, so that even a failure while parsing honours it.
-    debug = "--debug" in arguments
+    # Known before parsing, so that even a failure while parsing honours it; taken out of the
+    # line so that it works after the subcommand too (``fluxkit generate ... --debug``).
+    arguments, debug = _take_debug(arguments)
     try:
         return _run(arguments, debug)
     except KeyboardInterrupt:
         return _interrupted(debug)
 
 
+def _take_debug(arguments: list[str]) -> tuple[list[str], bool]:
+    """``arguments`` without ``--debug`` (anywhere before a ``--``), and whether it was there."""
+    end = arguments.index("--") if "--" in arguments else len(arguments)
+    head = [item for item in arguments[:end] if item != "--debug"]
+    return head + arguments[end:], len(head) != end
+
+
+class _StderrHandler(logging.StreamHandler[Any]):
+    """Writes to whatever ``sys.stderr`` is when a record arrives (tests swap it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _debug_logging() -> None:
+    """fluxkit's own log records (and the third-party ones folded into it) on stderr."""
+    logger = logging.getLogger("fluxkit")
+    logger.setLevel(logging.DEBUG)
+    if any(handler.get_name() == "fluxkit-cli" for handler in logger.handlers):
+        return  # main() called again in the same process
+    handler = _StderrHandler()
+    handler.set_name("fluxkit-cli")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+
+
 def _run(arguments: list[str], debug: bool) -> int:
     try:
+        if debug:
+            _debug_logging()
         parser = build_parser()
         try:
             args = parser.parse_args(arguments)

@@ -42,9 +42,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where to write the result (.png, .jpg, .jpeg, .webp, .bmp, .tif, .tiff)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--fit", choices=("width", "height"), default="width")
+    parser.add_argument(
+        "--fit",
+        choices=("width", "height"),
+        default="width",
+        help="match the pasted face to the target face's width or height (default: width)",
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="pasted face size multiplier")
-    parser.add_argument("--blend", choices=("alpha", "poisson", "laplacian"), default="alpha")
+    parser.add_argument(
+        "--blend",
+        choices=("alpha", "poisson", "laplacian"),
+        default="alpha",
+        help="how the face is blended in: alpha (feathered mask), poisson (seamless clone) or "
+        "laplacian (pyramid) (default: alpha)",
+    )
     parser.add_argument(
         "--detector", default="auto", help="auto, haar, yuface or yunet (default: auto)"
     )

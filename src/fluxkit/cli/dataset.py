@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "Exit status 2 when the dataset is refused (fewer than 4 usable images).",
     )
     pack.add_argument("photos", metavar="PHOTOS", help="folder of photos (or a .zip)")
-    pack.add_argument("--target", required=True, choices=sorted(TARGETS))
+    pack.add_argument(
+        "--target", required=True, choices=sorted(TARGETS), help="the trainer the dataset is for"
+    )
     pack.add_argument("--trigger", required=True, metavar="WORD", help="trigger word, e.g. tok")
     pack.add_argument(
         "--caption",
@@ -43,11 +45,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="OUT",
         help="output .zip (fal, replicate) or folder (ai-toolkit, kohya, diffusers)",
     )
+    pack.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw a progress bar (default: only when stderr is a terminal)",
+    )
     pack.set_defaults(handler=run_pack)
 
 
 def run_pack(args: argparse.Namespace) -> int:
     """Pack and print the report; 2 when the dataset is refused."""
+    from fluxkit._progress import wanted
     from fluxkit.datasets import DatasetRefusedError, pack_dataset
 
     try:
@@ -60,6 +69,7 @@ def run_pack(args: argparse.Namespace) -> int:
             size=args.size,
             face_crop=args.face_crop,
             overwrite=args.overwrite,
+            progress=wanted(args.progress),
         )
     except DatasetRefusedError as exc:
         print(exc.report.format())

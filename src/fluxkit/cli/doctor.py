@@ -1,12 +1,33 @@
-"""``fluxkit doctor``: which backends are installed and configured, which credentials are missing."""
+"""``fluxkit doctor``: which backends are installed and configured, which credentials are missing.
+
+``--check`` also verifies every configured key with the cheapest authenticated call its provider
+offers (none of them starts paid work): a key the provider refuses shows as ``key rejected``,
+never as ``ready``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import os
+from collections.abc import Callable, Mapping
+from typing import Any
 
-__all__ = ["backend_report", "register"]
+__all__ = ["KEY_CHECKS", "backend_report", "check_key", "register"]
+
+# backend -> the free, authenticated request that proves its key (method, URL from base_url).
+KEY_CHECKS: dict[str, tuple[str, Callable[[str], str], str]] = {
+    # The status of a request id nobody has: fal authenticates before looking it up (401/403
+    # for a bad key, 404 for a good one); nothing is queued or billed.
+    "fal": (
+        "GET",
+        lambda base: f"{base}/fal-ai/flux/requests/00000000-0000-4000-8000-000000000000/status",
+        "queue status of an unknown request",
+    ),
+    "replicate": ("GET", lambda base: f"{base}/v1/account", "GET /v1/account"),
+    "together": ("GET", lambda base: f"{base}/v1/models", "GET /v1/models"),
+}
+_HF_WHOAMI = "https://huggingface.co/api/whoami-v2"
 
 _PACKAGES: dict[str, tuple[str, ...]] = {
     "diffusers": ("torch", "diffusers", "transformers", "peft", "safetensors"),
@@ -51,21 +72,99 @@ def backend_report() -> list[tuple[str, str, str]]:
     return rows
 
 
+def _verdict(status: int, *, missing_is_ok: bool) -> tuple[str, str]:
+    if status in (401, 403):
+        return "key rejected", f"the provider refused the key (HTTP {status})"
+    if 200 <= status < 300 or (missing_is_ok and status == 404):
+        return "ready", "key verified"
+    return "unverified", f"unexpected answer HTTP {status}; try again later"
+
+
+def check_key(name: str, *, transport: Any = None, timeout: float = 10.0) -> tuple[str, str] | None:
+    """(state, hint) after asking ``name``'s provider whether its configured key is good.
+
+    None when ``name`` has no key check (local backends). ``transport`` is an httpx transport
+    (an emulator's in tests); the key is never printed.
+    """
+    import httpx
+
+    from fluxkit._exceptions import ConfigurationError
+    from fluxkit.backends import get_backend_class
+
+    check = KEY_CHECKS.get(name)
+    if check is None:
+        return None
+    method, url_for, what = check
+    try:
+        backend: Any = get_backend_class(name)()
+        headers = {
+            key: value if isinstance(value, str) else value.reveal()
+            for key, value in backend._headers().items()
+        }
+    except (ConfigurationError, AssertionError):
+        return "no credentials", "no key to check"
+    try:
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            answer = client.request(method, url_for(backend.base_url), headers=headers)
+    except httpx.HTTPError as exc:
+        return "unreachable", f"{what} failed: {type(exc).__name__}"
+    return _verdict(answer.status_code, missing_is_ok=name == "fal")
+
+
+def _check_hub_token(transport: Any, timeout: float = 10.0) -> tuple[str, str] | None:
+    import httpx
+
+    token = os.environ.get("HF_TOKEN")
+    if not token:
+        return None
+    try:
+        with httpx.Client(transport=transport, timeout=timeout) as client:
+            answer = client.get(_HF_WHOAMI, headers={"authorization": f"Bearer {token}"})
+    except httpx.HTTPError as exc:
+        return "unreachable", f"whoami failed: {type(exc).__name__}"
+    return _verdict(answer.status_code, missing_is_ok=False)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("doctor", help="check installed backends and credentials")
+    parser = subparsers.add_parser(
+        "doctor",
+        help="check installed backends and credentials",
+        description="List backends and helpers, what is installed and which keys are set. "
+        "Exit status 1 when --check finds a key the provider refuses or cannot be reached.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="verify each configured key with the provider's cheapest authenticated call "
+        "(free: nothing is generated)",
+    )
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, transports: Mapping[str, Any] | None = None) -> int:
+    """Print the report; ``transports`` maps a backend (or ``"hub"``) to an httpx transport."""
     from fluxkit._version import __version__
 
+    transports = transports or {}
+    failed = False
     print(f"fluxkit {__version__}")
     print("backends:")
     for name, state, hint in backend_report():
+        if getattr(args, "check", False) and state == "ready":
+            checked = check_key(name, transport=transports.get(name))
+            if checked is not None:
+                state, detail = checked
+                hint = f"{hint}; {detail}" if hint else detail
+                failed = failed or state != "ready"
         print(f"  {name:<10} {state:<15} {hint}")
     print("helpers:")
     for helper, (extra, packages) in _HELPERS.items():
         missing = _missing(packages)
         state = "ready" if not missing else f'pip install "fluxkit[{extra}]"'
+        if getattr(args, "check", False) and helper == "hub upload" and not missing:
+            checked = _check_hub_token(transports.get("hub"))
+            if checked is not None:
+                state = f"{checked[0]} ({checked[1]})"
+                failed = failed or checked[0] != "ready"
         print(f"  {helper:<28} {state}")
-    return 0
+    return 1 if failed else 0

@@ -12,7 +12,11 @@ from typing import Any
 
 from fluxkit._exceptions import InvalidRequestError
 
-__all__ = ["parse_lora", "parse_size", "register"]
+__all__ = ["DEFAULT_CLI_BACKEND", "parse_lora", "parse_size", "register"]
+
+DEFAULT_CLI_BACKEND = "fal"
+"""``fluxkit generate``'s backend without ``--backend`` or ``$FLUXKIT_BACKEND``. The library's
+``Generator()`` defaults to ``"fake"`` instead (offline, free), so code never spends by accident."""
 
 
 _SIZE = re.compile(r"^\s*(\d{1,6})\s*[xX]\s*(\d{1,6})\s*$")
@@ -89,20 +93,25 @@ def parse_lora(text: str) -> Any:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("generate", help="generate images from a prompt")
-    parser.add_argument("prompt")
+    parser.add_argument("prompt", help="what to draw")
     parser.add_argument(
         "--backend",
-        default=os.environ.get("FLUXKIT_BACKEND", "fal"),
-        help="fal, together, replicate, diffusers, fake (default: $FLUXKIT_BACKEND or fal)",
+        default=os.environ.get("FLUXKIT_BACKEND", DEFAULT_CLI_BACKEND),
+        help="fal, together, replicate, diffusers, fake (default: $FLUXKIT_BACKEND, else fal; "
+        'note: the library\'s Generator() defaults to "fake" and never reads $FLUXKIT_BACKEND)',
     )
     parser.add_argument("--model", help="flux-dev, flux-schnell, flux-pro or a provider model id")
     parser.add_argument(
         "--size", type=parse_size, help="preset (square_hd, portrait_4_3, ...) or WxH"
     )
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--guidance", type=float)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("-n", type=int, default=1, dest="n")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    parser.add_argument(
+        "--guidance", type=float, help="guidance scale (default: the model's; ignored by schnell)"
+    )
+    parser.add_argument(
+        "--seed", type=int, help="seed of the first image; image i gets SEED+i (default: random)"
+    )
+    parser.add_argument("-n", type=int, default=1, dest="n", help="number of images (default 1)")
     parser.add_argument(
         "--lora",
         action="append",
@@ -110,9 +119,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SRC[:SCALE]",
         help="hf://owner/repo/file.safetensors, https://... or a path; repeatable",
     )
-    parser.add_argument("--image", help="init image for img2img")
-    parser.add_argument("--strength", type=float)
-    parser.add_argument("--format", dest="output_format", choices=("png", "jpeg", "webp"))
+    parser.add_argument("--image", help="init image for img2img (a path or an https URL)")
+    parser.add_argument(
+        "--strength",
+        type=float,
+        help="img2img strength, 0-1: how far the result may move away from --image",
+    )
+    parser.add_argument(
+        "--reference-image",
+        dest="reference_image",
+        metavar="IMAGE",
+        help="reference image (path or https URL) for models that take one, e.g. Kontext/Redux",
+    )
+    parser.add_argument(
+        "--reference-strength",
+        dest="reference_strength",
+        type=float,
+        help="how strongly the reference image steers the result, 0-1 (where supported)",
+    )
+    parser.add_argument(
+        "--format",
+        dest="output_format",
+        choices=("png", "jpeg", "webp"),
+        help="image format asked of the provider (default: the backend's)",
+    )
     parser.add_argument("--timeout", type=float, help="whole-call deadline in seconds")
     parser.add_argument(
         "-o",
@@ -127,7 +157,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="replace existing files instead of choosing a free name / refusing",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--quiet", action="store_true", help="no progress output at all")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="draw progress bars (default: only when stderr is a terminal; otherwise one "
+        "line per state)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -185,29 +222,36 @@ def run(args: argparse.Namespace) -> int:
     """Generate and save; every input, the output path included, is checked first."""
     from fluxkit._events import Step
     from fluxkit._generator import Generator
+    from fluxkit._progress import wanted
 
     loras = [parse_lora(item) for item in args.lora]
     output, is_file = _plan_output(args)
     params: dict[str, Any] = {"n": args.n, "loras": loras}
-    for name in ("size", "steps", "guidance", "seed", "image", "strength", "output_format"):
+    for name in (
+        "size",
+        "steps",
+        "guidance",
+        "seed",
+        "image",
+        "strength",
+        "reference_image",
+        "reference_strength",
+        "output_format",
+    ):
         value = getattr(args, name)
         if value is not None:
             params[name] = value
 
+    bars = not args.quiet and wanted(args.progress)
+
     def show(event: Any) -> None:
-        text = None if args.quiet else describe(event)
-        if text is None:
-            return
-        if sys.stderr.isatty():
-            print(f"\r\033[K{text}", end="", file=sys.stderr, flush=True)
-        elif not isinstance(event, Step):  # logs and CI: one line per state, not per step
-            print(text, file=sys.stderr)
+        text = None if args.quiet or bars else describe(event)
+        if text is not None and not isinstance(event, Step):
+            print(text, file=sys.stderr)  # logs and CI: one line per state, not per step
 
     kwargs: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout}
     with Generator(args.backend, model=args.model) as generator:
-        result = generator.generate(args.prompt, on_event=show, **kwargs, **params)
-    if not args.quiet and sys.stderr.isatty():
-        print(file=sys.stderr)
+        result = generator.generate(args.prompt, on_event=show, progress=bars, **kwargs, **params)
     for path in _save(result, output, is_file, args.overwrite):
         print(path)
     for warning in result.warnings:

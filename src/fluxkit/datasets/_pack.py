@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fluxkit._exceptions import InvalidRequestError
+from fluxkit._progress import counting
 from fluxkit.datasets._archive import ArchiveLimits
 from fluxkit.datasets._captions import (
     DEFAULT_TEMPLATE,
@@ -67,6 +68,7 @@ def pack_dataset(
     min_side: int = 512,
     overwrite: bool = False,
     archive_limits: ArchiveLimits | None = None,
+    progress: bool = False,
 ) -> DatasetReport:
     """Build a trainer-ready dataset from photos.
 
@@ -98,6 +100,7 @@ def pack_dataset(
             existing output is never touched. The output may not be the input, lie inside the
             input folder, or (for folders) contain the input.
         archive_limits: limits for reading a ``.zip`` input.
+        progress: draw a tqdm bar while images are processed (stderr, or a Jupyter widget).
 
     Returns:
         A :class:`DatasetReport` (``print(report)`` for the summary).
@@ -153,6 +156,8 @@ def pack_dataset(
             trigger_policy,
             near_duplicate_distance,
             min_side,
+            hint,
+            progress,
         )
         _check_count(report)
         for name, data in spec.extra_files(
@@ -183,11 +188,14 @@ def _pack_all(
     policy: TriggerPolicy,
     distance: int,
     min_side: int,
+    total: int | None = None,
+    progress: bool = False,
 ) -> None:
     index = DuplicateIndex(max_distance=distance)
     inserted = 0
     low_res = 0
-    for item in iter_sources(images, captions, limits):
+    sources = iter_sources(images, captions, limits)
+    for item in counting(sources, enabled=progress, total=total, desc="packing", unit="image"):
         source_hash = hashlib.sha256(item.name.encode()).hexdigest()[:16]
 
         def drop(reason: str, item: SourceItem = item, source_hash: str = source_hash) -> None:

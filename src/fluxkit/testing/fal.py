@@ -167,8 +167,9 @@ class FalEmulator(Emulator):
         if job.state(now) == "queued":
             return []
         step = job.run_seconds / job.steps if job.steps else 0.0
+        # The sampler's tqdm bar, one log entry per step, as fal's FLUX apps print it.
         lines = [(job.started_at, "Starting FLUX inference")] + [
-            (job.started_at + i * step, f"Inference step {i}/{job.steps}")
+            (job.started_at + i * step, _tqdm_line(i, job.steps, step))
             for i in range(1, job.step(now) + 1)
         ]
         return [
@@ -470,6 +471,13 @@ class FalEmulator(Emulator):
         self.files[name] = data
         self.uploads += 1
         return f"{self._root(request)}/files/{name}"
+
+
+def _tqdm_line(i: int, total: int, seconds_per_step: float) -> str:
+    """``" 50%|█████     | 1/2 [00:00<00:00, 4.00it/s]"``: a sampler's progress line."""
+    filled = 10 * i // total
+    rate = 1 / seconds_per_step if seconds_per_step > 0 else 0.0
+    return f"{100 * i // total:3d}%|{'█' * filled}{' ' * (10 - filled)}| {i}/{total} [00:00<00:00, {rate:.2f}it/s]"
 
 
 def _wants_logs(request: EmuRequest) -> bool:

@@ -9,7 +9,7 @@ def test_my_app_makes_two_images(fake_generator):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -31,7 +31,7 @@ def fake_emulator() -> FakeProviderEmulator:
 
 @pytest.fixture
 def fake_generator(fake_emulator: FakeProviderEmulator) -> Iterator[Generator]:
-    """``fluxkit.Generator("fake")`` bound to :func:`fake_emulator`, in-process."""
+    """``fluxkit.Generator("fake")`` bound to `fake_emulator`, in-process."""
     from fluxkit._generator import Generator
 
     with Generator("fake", transport=fake_emulator.transport()) as generator:
@@ -39,18 +39,27 @@ def fake_generator(fake_emulator: FakeProviderEmulator) -> Iterator[Generator]:
 
 
 @pytest.fixture
-async def async_fake_generator(
-    fake_emulator: FakeProviderEmulator,
-) -> AsyncIterator[AsyncGenerator]:
-    """``fluxkit.AsyncGenerator("fake")`` bound to :func:`fake_emulator` (needs an async test runner)."""
+def async_fake_generator(fake_emulator: FakeProviderEmulator) -> Iterator[AsyncGenerator]:
+    """``fluxkit.AsyncGenerator("fake")`` bound to `fake_emulator`, for async tests.
+
+    A plain (sync) fixture on purpose: it works under pytest-asyncio in strict or auto mode
+    and under anyio's plugin (asyncio or trio) alike, because an ``AsyncGenerator`` opens its
+    HTTP client lazily, inside the test's own event loop. It is closed after the test.
+    """
+    import anyio
+
     from fluxkit._generator import AsyncGenerator
 
-    async with AsyncGenerator("fake", transport=fake_emulator.transport()) as generator:
+    generator = AsyncGenerator("fake", transport=fake_emulator.transport())
+    try:
         yield generator
+    finally:
+        # The emulator's transport holds no sockets, so closing from a fresh loop is safe.
+        anyio.run(generator.aclose)
 
 
 @pytest.fixture
 def fake_server(fake_emulator: FakeProviderEmulator) -> Iterator[str]:
-    """:func:`fake_emulator` served on a real loopback port; yields its base URL."""
+    """`fake_emulator` served on a real loopback port; yields its base URL."""
     with fake_emulator.serve() as url:
         yield url

@@ -5,6 +5,7 @@ against it too).
 POST     /v1/models/{owner}/{name}/predictions       create by model name (official or added)
 POST     /v1/predictions                             create by ``version`` (id or owner/name:id)
 GET      /v1/predictions[/{id}]                      list / get
+GET      /v1/account                                 the token's account
 POST     /v1/predictions/{id}/cancel                 cancel (a finished one is returned as is)
 GET      /v1/models/{owner}/{name}/versions/{id}     version (what ``replicate.run`` looks up)
 POST     /v1/files  (multipart, field ``content``)   upload; ``GET``/``DELETE /v1/files/{id}``
@@ -359,6 +360,16 @@ class ReplicateEmulator(Emulator):
         if version not in self.versions:
             return _problem(422, "Invalid version", "Invalid version or not permitted")
         return self._create(request, self.versions[version], version)
+
+    @route("GET", r"/v1/account")
+    def account(self, request: EmuRequest) -> EmuResponse:
+        """The token's account (what ``fluxkit doctor --check`` asks: free, authenticated)."""
+        if (denied := self._denied(request)) is not None:
+            return denied
+        return EmuResponse(
+            200,
+            json={"type": "user", "username": "emulator", "name": "Emulator", "github_url": None},
+        )
 
     @route("GET", r"/v1/predictions")
     def list_predictions(self, request: EmuRequest) -> EmuResponse:

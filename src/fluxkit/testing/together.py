@@ -320,6 +320,20 @@ class TogetherEmulator(Emulator):
             return Defer(self.script.run_seconds, answer)
         return answer()
 
+    @route("GET", r"/v1/models")
+    def list_models(self, request: EmuRequest) -> EmuResponse:
+        """The models list (what ``fluxkit doctor --check`` asks: free, authenticated)."""
+        if self.api_key is not None and request.header("authorization") != f"Bearer {self.api_key}":
+            return EmuResponse(
+                401,
+                json=self.error_body(
+                    "Invalid API key provided.", status=401, code="invalid_api_key"
+                ),
+            )
+        return EmuResponse(
+            200, json=[{"id": name, "object": "model", "type": "image"} for name in self.models]
+        )
+
     @route("GET", r"/v1/images/(?P<name>[\w.-]+)")
     def file(self, request: EmuRequest, name: str) -> EmuResponse:
         data = self.files.get(name)

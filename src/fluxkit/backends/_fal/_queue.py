@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from fluxkit._core import HttpResponse
 from fluxkit._core._errors import error_from_response, provider_message
-from fluxkit._events import Event, Log, Queued, Started
+from fluxkit._events import Event, Log, Queued, Started, Step
 from fluxkit._exceptions import (
     JobCancelledError,
     JobFailedError,
@@ -22,6 +22,7 @@ from fluxkit._exceptions import (
     ResponseFormatError,
 )
 from fluxkit.backends._base import ImageOutput
+from fluxkit.backends._steps import step_of
 
 __all__ = [
     "FINAL",
@@ -89,7 +90,11 @@ def ticket_from_submit(body: Any, endpoint: str, base_url: str) -> QueueTicket:
 
 
 class StatusEvents:
-    """Turns successive fal statuses into events: position changes, start, new log lines."""
+    """Turns successive fal statuses into events: position changes, start, new log lines.
+
+    Log lines that report sampler progress (a tqdm bar, ``step 3/28``) become ``Step`` events
+    instead of ``Log`` lines, as Replicate's do; they are still kept in ``logs``.
+    """
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -97,6 +102,7 @@ class StatusEvents:
         self.announced = False
         self.started = False
         self.logs: list[str] = []
+        self.step = 0
         self._seen: set[tuple[str, str]] = set()
 
     def events(self, status: dict[str, Any]) -> list[Event]:
@@ -112,7 +118,13 @@ class StatusEvents:
             found.append(Started(request_id=self.request_id))
         for message in new_logs(status, self._seen):
             self.logs.append(message)
-            found.append(Log(message))
+            progress = step_of(message)
+            if progress is None:
+                found.append(Log(message))
+                continue
+            current, total = progress
+            found.extend(Step(i, total) for i in range(self.step + 1, current + 1))
+            self.step = max(self.step, current)
         return found
 
 

@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from fluxkit._events import Log, Queued, Started, Step
+from fluxkit.backends._steps import TQDM_BAR
 
 __all__ = ["TERMINAL", "PredictionWatcher", "reported_seed", "timings"]
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
-_TQDM = re.compile(r"(\d+)%\|[^|]*\|\s*(\d+)/(\d+)")
+_TQDM = TQDM_BAR  # shared with fal (backends/_steps.py)
 _SEED = re.compile(r"Using seed: (\d+)")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
