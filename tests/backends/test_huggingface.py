@@ -118,7 +118,9 @@ async def test_async_generation_through_the_router(
     )
 
 
-async def test_async_stream_ends_with_completed(emu: HuggingFaceEmulator, cache: MappingCache) -> None:
+async def test_async_stream_ends_with_completed(
+    emu: HuggingFaceEmulator, cache: MappingCache
+) -> None:
     emu.fal.script.run_seconds = 0.05
     async with emu.async_generator(provider="fal-ai", mapping_cache=cache) as agen:
         events = [event async for event in agen.stream("a fox", size=SMALL, seed=2)]
@@ -177,7 +179,10 @@ def test_a_provider_without_a_live_mapping_fails_before_any_call(
         {"fal-ai": "fal-ai/flux/dev", "replicate": "black-forest-labs/flux-dev"},
         status={"fal-ai": status},
     )
-    with make(emu, cache, provider="fal-ai") as gen, pytest.raises(UnsupportedFeatureError) as caught:
+    with (
+        make(emu, cache, provider="fal-ai") as gen,
+        pytest.raises(UnsupportedFeatureError) as caught,
+    ):
         gen.generate("a fox", size=SMALL)
     assert emu.routed == []  # nothing reached a provider: nothing was paid
     assert caught.value.supported_by == ("huggingface:replicate",)
@@ -295,7 +300,10 @@ def test_replicate_takes_two_loras_in_its_own_fields(
 def test_loras_the_routed_provider_cannot_take_are_refused_before_the_call(
     emu: HuggingFaceEmulator, cache: MappingCache, provider: str, loras: list[Any], match: str
 ) -> None:
-    with make(emu, cache, provider=provider) as gen, pytest.raises(InvalidRequestError, match=match):
+    with (
+        make(emu, cache, provider=provider) as gen,
+        pytest.raises(InvalidRequestError, match=match),
+    ):
         gen.generate("x", size=(512, 512), seed=1, loras=loras)
     assert emu.routed == []
 
@@ -357,9 +365,13 @@ def test_deadline_cancels_the_replicate_prediction_and_is_sent_as_cancel_after(
     emu: HuggingFaceEmulator, cache: MappingCache
 ) -> None:
     emu.replicate.script.run_seconds = 5.0
-    with emu.serve() as url, fluxkit.Generator(
-        "huggingface", api_key=TOKEN, base_url=url, provider="replicate", mapping_cache=cache
-    ) as gen, pytest.raises(DeadlineExceeded) as caught:
+    with (
+        emu.serve() as url,
+        fluxkit.Generator(
+            "huggingface", api_key=TOKEN, base_url=url, provider="replicate", mapping_cache=cache
+        ) as gen,
+        pytest.raises(DeadlineExceeded) as caught,
+    ):
         gen.generate("a fox", size=(512, 512), timeout=0.5)
     assert caught.value.cancelled
     assert emu.replicate.cancelled == set(emu.replicate.predictions) != set()
@@ -386,7 +398,9 @@ def test_a_gateway_timeout_after_acceptance_is_never_resent(
     assert len(emu.requests(rf"^/{provider}/", method="POST")) == 1
 
 
-def test_refusals_before_acceptance_are_retried(emu: HuggingFaceEmulator, cache: MappingCache) -> None:
+def test_refusals_before_acceptance_are_retried(
+    emu: HuggingFaceEmulator, cache: MappingCache
+) -> None:
     emu.script.fail_next(429, count=2, path=r"^/hf-inference/", method="POST", retry_after=0.01)
     with make(emu, cache, provider="hf-inference") as gen:
         result = gen.generate("a fox", size=SMALL, seed=9)
@@ -397,7 +411,9 @@ def test_refusals_before_acceptance_are_retried(emu: HuggingFaceEmulator, cache:
 def test_the_token_never_leaves_hugging_face() -> None:
     auth = RouterAuth("https://router.huggingface.co", Secret("hf_x"), bill_to="org")
     inside = auth.rewrite(
-        HttpRequest("GET", "https://router.huggingface.co/fal-ai/x", headers={"authorization": "Key k"})
+        HttpRequest(
+            "GET", "https://router.huggingface.co/fal-ai/x", headers={"authorization": "Key k"}
+        )
     )
     outside = auth.rewrite(
         HttpRequest("GET", "https://v3.fal.media/files/x", headers={"Authorization": "Key k"})

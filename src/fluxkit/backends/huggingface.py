@@ -198,9 +198,7 @@ class HuggingFaceBackend(HttpBackend):
             )
         return output
 
-    def routed_call(
-        self, call: Call, mapping: ProviderMapping, loras: tuple[LoRA, ...]
-    ) -> Call:
+    def routed_call(self, call: Call, mapping: ProviderMapping, loras: tuple[LoRA, ...]) -> Call:
         """The call as the routed provider's flow takes it: its endpoint, LoRAs resolved,
         checked against that provider's own limits (pure; raises before anything is sent).
 
@@ -242,15 +240,15 @@ class HuggingFaceBackend(HttpBackend):
         if cached is not None:
             return cached
         response = yield from send(
-            mapping_request(self.hub_url, repo, {"authorization": self._token().prefixed("Bearer ")})
+            mapping_request(
+                self.hub_url, repo, {"authorization": self._token().prefixed("Bearer ")}
+            )
         )
         found = parse_mapping(response, repo, self.name)
         self.mappings.put(self.hub_url, repo, found)
         return found
 
-    def _adapter_loras(
-        self, loras: tuple[LoRA, ...], provider: str
-    ) -> Flow[tuple[LoRA, ...]]:
+    def _adapter_loras(self, loras: tuple[LoRA, ...], provider: str) -> Flow[tuple[LoRA, ...]]:
         """Bare ``hf://owner/repo`` LoRAs registered as adapters for ``provider`` get their
         weight file from the mapping; the rest go as given (the provider's own way)."""
         resolved: list[LoRA] = []
@@ -267,9 +265,7 @@ class HuggingFaceBackend(HttpBackend):
                     "a LoRA repo that exists on the Hub",
                     reason="not found on the Hub",
                 ) from None
-            adapter = next(
-                (m for m in mappings if m.provider == provider and m.is_lora), None
-            )
+            adapter = next((m for m in mappings if m.provider == provider and m.is_lora), None)
             if adapter is None:
                 resolved.append(lora)
             else:

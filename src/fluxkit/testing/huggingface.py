@@ -50,7 +50,11 @@ CREDITS_EXHAUSTED = (
     "Subscribe to PRO to get 20x more monthly included credits."
 )
 _REPO = r"(?P<repo>[\w.-]+/[\w.-]+)"
-_UPSTREAM = {"fal-ai": "queue.fal.run", "replicate": "api.replicate.com", "together": "api.together.xyz"}
+_UPSTREAM = {
+    "fal-ai": "queue.fal.run",
+    "replicate": "api.replicate.com",
+    "together": "api.together.xyz",
+}
 _BFL = "black-forest-labs"
 DEFAULT_MODELS: dict[str, dict[str, str]] = {
     f"{_BFL}/FLUX.1-dev": {
@@ -65,7 +69,10 @@ DEFAULT_MODELS: dict[str, dict[str, str]] = {
         "together": f"{_BFL}/FLUX.1-schnell",
         "hf-inference": f"{_BFL}/FLUX.1-schnell",
     },
-    f"{_BFL}/FLUX.1-Krea-dev": {"fal-ai": "fal-ai/flux/krea", "hf-inference": f"{_BFL}/FLUX.1-Krea-dev"},
+    f"{_BFL}/FLUX.1-Krea-dev": {
+        "fal-ai": "fal-ai/flux/krea",
+        "hf-inference": f"{_BFL}/FLUX.1-Krea-dev",
+    },
 }
 
 
@@ -214,7 +221,9 @@ class HuggingFaceEmulator(Emulator):
         return _relay(inner.handle(upstream), self._rewriter(request, provider))
 
     def _upstream_request(self, request: EmuRequest, provider: str, path: str) -> EmuRequest:
-        headers = {k: v for k, v in request.headers.items() if k not in ("authorization", "x-hf-bill-to")}
+        headers = {
+            k: v for k, v in request.headers.items() if k not in ("authorization", "x-hf-bill-to")
+        }
         headers["host"] = _UPSTREAM[provider]
         query = {k: v for k, v in request.query.items() if k != "_subdomain"}
         return EmuRequest(request.method, path, query, headers, request.body)
@@ -269,7 +278,9 @@ class HuggingFaceEmulator(Emulator):
                 state, change = job.state(now), job.next_change(now)
             if state in ("queued", "running"):
                 return Defer(max(0.0, (change or now) - now) + 0.0005, finish)
-            result = EmuRequest("GET", f"/{job.app}/requests/{job.id}", {}, {"host": _UPSTREAM["fal-ai"]})
+            result = EmuRequest(
+                "GET", f"/{job.app}/requests/{job.id}", {}, {"host": _UPSTREAM["fal-ai"]}
+            )
             return _relay(self.fal.handle(result), rewrite)
 
         return finish()
@@ -315,7 +326,9 @@ class HuggingFaceEmulator(Emulator):
 
         def answer() -> EmuResponse:
             if failure is not None:
-                return EmuResponse(500, json={"error": failure}, headers={"x-request-id": request_id})
+                return EmuResponse(
+                    500, json={"error": failure}, headers={"x-request-id": request_id}
+                )
             picture = render_fake_image(
                 body["inputs"],
                 int(parameters.get("seed", 0)) % 2**32,
@@ -338,7 +351,12 @@ def _relay(answer: EmuResponse | Defer, rewrite: Callable[[str], str]) -> EmuRes
         inner = answer
         return Defer(inner.seconds, lambda: _relay(inner.resume(), rewrite))
     if answer.json is not None:
-        return EmuResponse(answer.status, json=_rewrite_json(answer.json, rewrite), body=answer.body, headers=dict(answer.headers))
+        return EmuResponse(
+            answer.status,
+            json=_rewrite_json(answer.json, rewrite),
+            body=answer.body,
+            headers=dict(answer.headers),
+        )
     kind = answer.headers.get("content-type", "")
     if answer.body and re.search(r"json|event-stream|text/", kind):
         body = rewrite(answer.body.decode("utf-8", errors="replace")).encode()

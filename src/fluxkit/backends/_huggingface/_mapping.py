@@ -96,9 +96,7 @@ def parse_mapping(response: HttpResponse, repo: str, backend: str) -> tuple[Prov
     elif isinstance(raw, list):
         entries = ((str(item.get("provider", "")), item) for item in raw if isinstance(item, dict))
     else:
-        raise ResponseFormatError(
-            "unreadable inferenceProviderMapping", backend=backend, body=body
-        )
+        raise ResponseFormatError("unreadable inferenceProviderMapping", backend=backend, body=body)
     found: list[ProviderMapping] = []
     for provider, item in entries:
         if not isinstance(item, dict) or not item.get("providerId") or not provider:
@@ -186,7 +184,9 @@ def choose_mapping(
     ]
     other = [f"{m.provider} ({m.status}, {m.task or 'no task'})" for m in mappings]
     if provider == "auto":
-        feature = f"text-to-image for {repo} on any provider fluxkit speaks ({', '.join(supported)})"
+        feature = (
+            f"text-to-image for {repo} on any provider fluxkit speaks ({', '.join(supported)})"
+        )
     else:
         feature = f"{repo} on provider {provider!r}"
     mapped = f"mapped on the Hub: {', '.join(other)}" if other else "no provider serves it"

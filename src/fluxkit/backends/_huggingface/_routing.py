@@ -86,7 +86,11 @@ def billing_error(response: HttpResponse, backend: str, request_id: str | None) 
 
 
 def _screen(
-    auth: RouterAuth, sent: HttpRequest, original: HttpRequest, response: HttpResponse, rid: str | None
+    auth: RouterAuth,
+    sent: HttpRequest,
+    original: HttpRequest,
+    response: HttpResponse,
+    rid: str | None,
 ) -> HttpResponse:
     """Raise for the answers the original request would not have received."""
     if not auth.owns(sent.url):
@@ -117,7 +121,8 @@ def through_router(flow: Generator[Any, Any, T], auth: RouterAuth) -> Generator[
             try:
                 step = flow.send(reply)
             except StopIteration as stop:
-                return stop.value
+                value: T = stop.value
+                return value
             reply = None
             if isinstance(step, HttpRequest):
                 sent = auth.rewrite(step)
