@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from fluxkit._exceptions import (
     AuthenticationError,
     BillingError,
+    BudgetExceeded,
     ConfigurationError,
     DeadlineExceeded,
     FluxkitError,
@@ -45,7 +46,16 @@ from fluxkit._version import __version__
 if TYPE_CHECKING:
     from fluxkit._capabilities import Capabilities
     from fluxkit._config import Secret
-    from fluxkit._events import Completed, Event, Log, Queued, Retrying, Started, Step
+    from fluxkit._events import (
+        Completed,
+        Event,
+        Log,
+        Queued,
+        Retrying,
+        Started,
+        Step,
+        Submitted,
+    )
     from fluxkit._generator import AsyncGenerator, GenerationParams, Generator
     from fluxkit._images import InputImage
     from fluxkit._record import read_record
@@ -89,6 +99,7 @@ _LAZY: dict[str, str] = {
     "Secret": "fluxkit._config",
     "Started": "fluxkit._events",
     "Step": "fluxkit._events",
+    "Submitted": "fluxkit._events",
     "Timings": "fluxkit._results",
     "UploadCache": "fluxkit._uploads",
     "read_record": "fluxkit._record",
@@ -99,6 +110,7 @@ __all__ = [
     "AsyncGenerator",
     "AuthenticationError",
     "BillingError",
+    "BudgetExceeded",
     "CallFailure",
     "Capabilities",
     "Completed",
@@ -138,6 +150,7 @@ __all__ = [
     "Secret",
     "Started",
     "Step",
+    "Submitted",
     "Timings",
     "UnknownBackendError",
     "UnsupportedFeature",

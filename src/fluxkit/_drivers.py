@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -50,6 +50,7 @@ __all__ = [
     "FlowOutcome",
     "JobTracker",
     "arun_flow",
+    "merge_json",
     "run_flow",
 ]
 
@@ -161,10 +162,13 @@ class _State:
     def observe(self, step: Any) -> None:
         """A step that needs no I/O: an acceptance or a progress event."""
         if isinstance(step, Accepted):
+            from fluxkit._events import Submitted
+
             self.accepted = step
             self.accepted_at = time.monotonic()
             if self.ctx.tracker is not None:
                 self.ctx.tracker.add(id(self), step)
+            self.emit(Submitted(step.request_id))
         else:
             self.emit(step)
 
@@ -242,15 +246,48 @@ def _build(
     if request.deadline_headers is not None and left is not None:
         headers.update(request.deadline_headers(max(0.0, left)))
         headers = {name: value for name, value in headers.items() if value != ""}
+    body = request.json
+    if request.deadline_json is not None and left is not None and isinstance(body, dict):
+        body = merge_json(body, request.deadline_json(max(0.0, left)))
     return client.build_request(
         request.method,
         request.url,
         headers=headers,
-        json=request.json if request.content is None else None,
+        json=_reveal_json(body) if request.content is None else None,
         content=request.content,
         params=dict(request.params) if request.params else None,
         timeout=timeout,
     )
+
+
+def merge_json(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` merged in: nested mappings merged recursively, the rest replaced.
+
+    Example:
+        ```python
+        merge_json({"policy": {"lowPriority": True}}, {"policy": {"ttl": 60000}})
+        # {"policy": {"lowPriority": True, "ttl": 60000}}
+        ```
+    """
+    merged = dict(base)
+    for key, value in extra.items():
+        current = merged.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            merged[key] = merge_json(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _reveal_json(value: Any) -> Any:
+    """The JSON body with every ``Secret`` inside it revealed (a copy; the flow's stays wrapped)."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, Mapping):
+        return {key: _reveal_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_reveal_json(item) for item in value]
+    return value
 
 
 def _wire(response: httpx.Response, content: bytes) -> HttpResponse:

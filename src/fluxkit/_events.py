@@ -12,7 +12,20 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fluxkit._results import GenerationResult
 
-__all__ = ["Completed", "Event", "Log", "Queued", "Retrying", "Started", "Step"]
+__all__ = ["Completed", "Event", "Log", "Queued", "Retrying", "Started", "Step", "Submitted"]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The provider accepted the job: ``request_id`` identifies it there from now on.
+
+    The first event of every hosted job, emitted the moment the id is known — before any
+    waiting — so an app (or ``fluxkit.batch``'s journal) can record it and collect the job
+    after a crash instead of paying for it twice.
+    """
+
+    request_id: str
+    job: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,5 +79,5 @@ class Completed:
     result: GenerationResult
 
 
-Event = Queued | Started | Step | Log | Retrying | Completed
-EVENT_TYPES = (Queued, Started, Step, Log, Retrying, Completed)
+Event = Submitted | Queued | Started | Step | Log | Retrying | Completed
+EVENT_TYPES = (Submitted, Queued, Started, Step, Log, Retrying, Completed)

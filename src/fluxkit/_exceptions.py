@@ -24,6 +24,8 @@ too, so generic handlers (``except ValueError``, ``except TimeoutError``) keep w
     │   ├── ResultUnavailableError           the job finished (and is paid for) but its result or
     │   │                                    images could not be fetched: carries their URLs
     │   └── ResponseFormatError              the provider answered something fluxkit cannot read
+    ├── BudgetExceeded                       the estimated cost would pass ``max_cost``: refused
+    │                                        before anything was sent
     ├── DeadlineExceeded (TimeoutError)      the whole-call ``timeout=`` passed; the job was
     │                                        cancelled at the provider where it could be
     └── OutputExistsError (FileExistsError)  a save would replace an existing file: pass
@@ -42,6 +44,7 @@ from typing import Any
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceeded",
     "BillingError",
     "ConfigurationError",
     "DeadlineExceeded",
@@ -286,6 +289,33 @@ class ResultUnavailableError(ProviderError):
 
 class ResponseFormatError(ProviderError):
     """The provider answered with something fluxkit cannot interpret."""
+
+
+# --- money -------------------------------------------------------------------------------------
+
+
+class BudgetExceeded(FluxkitError):
+    """Starting this work could pass a ``max_cost`` budget, so nothing was sent.
+
+    Raised before any network call by ``generate(..., max_cost=)``, ``Generator(max_cost=)``
+    (a session budget) and ``fluxkit.batch.run_batch(..., max_cost=)``.
+
+    Attributes:
+        estimate: the estimated cost of the refused work in USD (None: no price is known).
+        limit: the budget in USD.
+        spent: what the budget had already committed (session and batch budgets).
+    """
+
+    def __init__(self, estimate: float | None, *, limit: float, spent: float = 0.0, detail: str = "") -> None:
+        self.estimate = estimate
+        self.limit = limit
+        self.spent = spent
+        if estimate is None:
+            what = f"its cost is unknown ({detail}); pass prices= to price it"
+        else:
+            what = f"it is estimated at ${estimate:.4f} ({detail})"
+        left = f", ${limit - spent:.4f} of it left" if spent else ""
+        super().__init__(f"refused before sending: budget ${limit:.4f}{left}, and {what}")
 
 
 # --- deadlines ---------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ Jupyter's), tasks and ``httpx.AsyncClient`` for async.
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -35,6 +37,7 @@ from fluxkit._drivers import (
 )
 from fluxkit._events import Completed, Event
 from fluxkit._exceptions import (
+    BudgetExceeded,
     DeadlineExceeded,
     InvalidRequestError,
     JobCancelledError,
@@ -60,6 +63,8 @@ from fluxkit.backends._base import Call, CallOutput, CancelToken, HttpBackend, L
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
+
+    from fluxkit.batch._pricing import CostEstimate, PriceTable
 
 __all__ = ["AsyncGenerator", "GenerationParams", "Generator"]
 
@@ -97,6 +102,8 @@ class _GeneratorCore(Generic[ClientT]):
         download: bool = True,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         http_client: ClientT | None = None,
+        prices: PriceTable | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        max_cost: float | None = None,
         **options: Any,
     ) -> None:
         if isinstance(backend, HttpBackend | LocalBackend):
@@ -136,6 +143,11 @@ class _GeneratorCore(Generic[ClientT]):
         self._client: ClientT | None = http_client
         # max_concurrency bounds provider calls in flight across all of a generator's calls:
         # a semaphore for threads (sync), a limiter made in the event loop on first use (async)
+        self._prices_given = prices
+        self._price_table: PriceTable | None = None
+        self._session_budget = _checked_budget("max_cost", max_cost)
+        self._committed = 0.0  # USD of work started under the session budget
+        self._budget_lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_concurrency)
         self._call_limiter: anyio.CapacityLimiter | None = None
         self._limiters: dict[str, anyio.CapacityLimiter] = {}  # one per local device (async)
@@ -147,6 +159,141 @@ class _GeneratorCore(Generic[ClientT]):
         if isinstance(self._backend, HttpBackend):
             return self._backend.default_transport()
         return None
+
+    # -- money -------------------------------------------------------------------------------
+
+    @property
+    def prices(self) -> PriceTable:
+        """The price table cost estimates use (fluxkit's, with the ``prices=`` overrides)."""
+        if self._price_table is None:
+            from fluxkit.batch._pricing import PriceTable
+
+            given = self._prices_given
+            if isinstance(given, PriceTable):
+                table = given
+            elif isinstance(given, str | os.PathLike):
+                table = PriceTable.load(given)
+            else:
+                table = PriceTable.default().with_overrides(given or {})
+            self._price_table = table
+        return self._price_table
+
+    @property
+    def spent(self) -> float:
+        """USD committed under this generator's ``max_cost`` session budget (estimates of work
+        started, replaced by each result's cost once it is known)."""
+        return self._committed
+
+    def estimate_cost(
+        self,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> CostEstimate:
+        """What ``generate(prompt, **params)`` would cost, without sending anything.
+
+        Example:
+            ```python
+            import fluxkit
+
+            gen = fluxkit.Generator("fal", api_key="...")
+            gen.estimate_cost("a fox", size=(1024, 1024), n=4).usd   # 0.1 (4 MP x $0.025)
+            ```
+        """
+        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
+        return self._estimate(plan)
+
+    def _estimate(self, plan: Plan) -> CostEstimate:
+        request = plan.request
+        return self.prices.estimate(
+            self.backend,
+            plan.model,
+            width=request.width,
+            height=request.height,
+            n=request.n,
+            steps=request.steps,
+        )
+
+    def _plan(
+        self,
+        prompt: str | GenerationRequest,
+        params: Mapping[str, Any],
+        validate: ValidateMode | None,
+        idempotency_key: str | None,
+        max_cost: float | None,
+    ) -> Plan:
+        """Plan the call and check it against the budgets — all before any I/O."""
+        plan = plan_generation(
+            self._backend, prompt, dict(params), validate or self._validate, idempotency_key
+        )
+        call_budget = _checked_budget("max_cost", max_cost)
+        if call_budget is None and self._session_budget is None:
+            return plan
+        estimate = self._estimate(plan)
+        if call_budget is not None and (estimate.usd is None or estimate.usd > call_budget):
+            raise BudgetExceeded(estimate.usd, limit=call_budget, detail=estimate.detail)
+        if self._session_budget is not None:
+            with self._budget_lock:
+                left = self._session_budget - self._committed
+                if estimate.usd is None or estimate.usd > left + 1e-12:
+                    raise BudgetExceeded(
+                        estimate.usd,
+                        limit=self._session_budget,
+                        spent=self._committed,
+                        detail=estimate.detail,
+                    )
+                self._committed += estimate.usd
+            plan.reserved = estimate.usd
+        return plan
+
+    def _priced(self, plan: Plan, result: GenerationResult) -> GenerationResult:
+        """The result with its cost; the session budget keeps the actual, not the estimate."""
+        sizes = [
+            (image.width or plan.request.width, image.height or plan.request.height)
+            for image in result.images
+        ]
+        seconds = result.timings.running if self.prices.price(self.backend, plan.model) else None
+        price = self.prices.price(self.backend, plan.model)
+        cost = self.prices.actual(
+            self.backend,
+            plan.model,
+            sizes=sizes,
+            steps=plan.request.steps,
+            seconds=seconds if price is not None and price.unit == "gpu_second" else None,
+        )
+        if plan.reserved is not None:
+            with self._budget_lock:
+                self._committed += (
+                    cost.usd if cost.usd is not None else plan.reserved
+                ) - plan.reserved
+            plan.reserved = None
+        return replace(result, cost=cost)
+
+    def _release(self, plan: Plan) -> None:
+        """Nothing was spent (the call failed before any image): free its reservation."""
+        if plan.reserved is not None:
+            with self._budget_lock:
+                self._committed -= plan.reserved
+            plan.reserved = None
+
+    def _collect_plan(
+        self,
+        request_id: str,
+        prompt: str | GenerationRequest,
+        params: Mapping[str, Any],
+        validate: ValidateMode | None,
+    ) -> Plan:
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidRequestError("request_id", request_id, "the provider's job id")
+        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
+        if len(plan.calls) != 1 or not isinstance(self._backend, HttpBackend):
+            raise InvalidRequestError(
+                "n", plan.request.n, "a request that ran as one provider call on a hosted backend"
+            )
+        plan.calls = [replace(plan.calls[0], follow_request_id=request_id)]
+        return plan
 
     # -- introspection -----------------------------------------------------------------------
 
@@ -241,6 +388,8 @@ class Generator(_GeneratorCore[httpx.Client]):
         on_event: EventHandler | None = None,
         validate: ValidateMode | None = None,
         progress: bool = False,
+        max_cost: float | None = None,
+        idempotency_key: str | None = None,
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
         """Generate images and return them with their seeds, timings and warnings.
@@ -252,6 +401,10 @@ class Generator(_GeneratorCore[httpx.Client]):
             validate: override the generator's validation mode for this call.
             progress: draw tqdm progress bars (queue position, denoising steps) on stderr, or
                 as a widget in Jupyter.
+            max_cost: refuse (:class:`BudgetExceeded`, before anything is sent) if the
+                estimated cost of this call passes this many US dollars.
+            idempotency_key: a key the provider deduplicates submissions on, where it has
+                one (``fake``); resending after a crash then cannot create a second job.
             **params: request fields: ``size``, ``steps``, ``guidance``, ``seed``, ``n``,
                 ``loras``, ``image``, ``strength``, ``reference_image``, ``model``, ``extra``...
 
@@ -260,8 +413,9 @@ class Generator(_GeneratorCore[httpx.Client]):
                 call).
             ProviderError: the provider refused or failed (see the error tree).
             DeadlineExceeded: ``timeout`` passed; the job was cancelled at the provider.
+            BudgetExceeded: ``max_cost`` (or the generator's session budget) would be passed.
         """
-        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
+        plan = self._plan(prompt, params, validate, idempotency_key, max_cost)
         handler, bars = attach(progress, on_event)
         try:
             return self._execute(plan, self._deadline(timeout), handler, None)
@@ -277,6 +431,8 @@ class Generator(_GeneratorCore[httpx.Client]):
         timeout: float | None = NOT_GIVEN,
         validate: ValidateMode | None = None,
         progress: bool = False,
+        max_cost: float | None = None,
+        idempotency_key: str | None = None,
         **params: Unpack[GenerationParams],
     ) -> Iterator[Event]:
         """Generate, yielding progress events; the last one is ``Completed(result)``.
@@ -294,9 +450,38 @@ class Generator(_GeneratorCore[httpx.Client]):
                     image = event.result.images[0]
             ```
         """
-        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
+        plan = self._plan(prompt, params, validate, idempotency_key, max_cost)
         events = self._stream(plan, self._deadline(timeout))
         return _drawn(events) if progress else events
+
+    def collect(
+        self,
+        request_id: str,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        timeout: float | None = NOT_GIVEN,
+        on_event: EventHandler | None = None,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> GenerationResult:
+        """Collect a job the provider accepted earlier, by its id — nothing is submitted.
+
+        For resuming after a crash: pass the request id a ``Submitted`` event (or an error's
+        ``request_id``) carried, and the same request. The job is followed and its images
+        fetched as ``generate()`` would have.
+
+        Example:
+            ```python
+            import fluxkit
+
+            gen = fluxkit.Generator("fake")
+            first = gen.generate("a fox", seed=3)
+            again = gen.collect(first.request_ids[0], "a fox", seed=3)  # same job, no new one
+            ```
+        """
+        plan = self._collect_plan(request_id, prompt, params, validate)
+        return self._execute(plan, self._deadline(timeout), on_event, None)
 
     def _stream(self, plan: Plan, deadline: Deadline | None) -> Iterator[Event]:
         events: queue.Queue[Any] = queue.Queue()
@@ -404,8 +589,16 @@ class Generator(_GeneratorCore[httpx.Client]):
                     for call in calls
                 ]
                 results = [future.result() for future in futures]
-        result = assemble_result(
-            plan, self.backend, *_split(plan, results), time.monotonic() - started, self._fetch
+        try:
+            outcomes, failures = _split(plan, results)
+        except BaseException:
+            self._release(plan)
+            raise
+        result = self._priced(
+            plan,
+            assemble_result(
+                plan, self.backend, outcomes, failures, time.monotonic() - started, self._fetch
+            ),
         )
         if on_event is not None:
             on_event(Completed(result))
@@ -427,7 +620,7 @@ class Generator(_GeneratorCore[httpx.Client]):
         ctx = self._context(call, deadline, on_event, cancel, tracker)
         self._acquire_slot(deadline, cancel)
         try:
-            outcome: FlowOutcome[CallOutput] = run_flow(backend.flow(call), self._http, ctx)
+            outcome: FlowOutcome[CallOutput] = run_flow(_flow_of(backend, call), self._http, ctx)
         finally:
             self._slots.release()
         if self._download and pending_downloads(outcome.value):
@@ -518,10 +711,12 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         on_event: EventHandler | None = None,
         validate: ValidateMode | None = None,
         progress: bool = False,
+        max_cost: float | None = None,
+        idempotency_key: str | None = None,
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
         """Generate images; see :meth:`Generator.generate`."""
-        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
+        plan = self._plan(prompt, params, validate, idempotency_key, max_cost)
         handler, bars = attach(progress, on_event)
         try:
             return await self._execute(plan, self._deadline(timeout), handler)
@@ -537,6 +732,8 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         timeout: float | None = NOT_GIVEN,
         validate: ValidateMode | None = None,
         progress: bool = False,
+        max_cost: float | None = None,
+        idempotency_key: str | None = None,
         **params: Unpack[GenerationParams],
     ) -> _AsyncEventStream:
         """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`.
@@ -545,9 +742,24 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         events:`` closes the stream deterministically; a plain ``break`` closes it when the
         iterator is garbage collected.
         """
-        plan = plan_generation(self._backend, prompt, dict(params), validate or self._validate)
+        plan = self._plan(prompt, params, validate, idempotency_key, max_cost)
         bars = GenerationProgress() if progress else None
         return _AsyncEventStream(self, plan, self._deadline(timeout), bars)
+
+    async def collect(
+        self,
+        request_id: str,
+        prompt: str | GenerationRequest,
+        /,
+        *,
+        timeout: float | None = NOT_GIVEN,  # noqa: ASYNC109
+        on_event: EventHandler | None = None,
+        validate: ValidateMode | None = None,
+        **params: Unpack[GenerationParams],
+    ) -> GenerationResult:
+        """Collect a job accepted earlier, by id; see :meth:`Generator.collect`."""
+        plan = self._collect_plan(request_id, prompt, params, validate)
+        return await self._execute(plan, self._deadline(timeout), on_event)
 
     async def _execute(
         self, plan: Plan, deadline: Deadline | None, on_event: EventHandler | None
@@ -572,8 +784,16 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
             async with anyio.create_task_group() as group:
                 for call in plan.calls:
                     group.start_soon(run, call)
-        result = assemble_result(
-            plan, self.backend, *_split(plan, results), time.monotonic() - started, self._fetch
+        try:
+            outcomes, failures = _split(plan, results)
+        except BaseException:
+            self._release(plan)
+            raise
+        result = self._priced(
+            plan,
+            assemble_result(
+                plan, self.backend, outcomes, failures, time.monotonic() - started, self._fetch
+            ),
         )
         if on_event is not None:
             on_event(Completed(result))
@@ -591,7 +811,9 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
             return await self._run_local(backend, call, deadline, on_event)
         ctx = self._context(call, deadline, on_event)
         async with limiter:
-            outcome: FlowOutcome[CallOutput] = await arun_flow(backend.flow(call), self._http, ctx)
+            outcome: FlowOutcome[CallOutput] = await arun_flow(
+                _flow_of(backend, call), self._http, ctx
+            )
         if self._download and pending_downloads(outcome.value):
             # After the slot is freed: max_concurrency bounds provider jobs, not downloads.
             try:
@@ -672,6 +894,21 @@ def _drawn(events: Iterator[Event]) -> Iterator[Event]:
         close = getattr(events, "close", None)
         if close is not None:
             close()  # leaving early cancels the jobs, as it does without bars
+
+
+def _flow_of(backend: HttpBackend, call: Call) -> Any:
+    """The call's flow: a submission, or the collection of a job accepted earlier."""
+    if call.follow_request_id is not None:
+        return backend.follow(call, call.follow_request_id)
+    return backend.flow(call)
+
+
+def _checked_budget(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise InvalidRequestError(name, value, "US dollars >= 0, or None for no budget")
+    return float(value)
 
 
 def _capture(

@@ -76,6 +76,8 @@ class Plan:
     caps: Capabilities
     calls: list[Call]
     warnings: list[Warning] = field(default_factory=list)
+    reserved: float | None = None
+    """USD this plan holds of a session budget until its result's cost is known."""
 
 
 def plan_generation(
@@ -83,6 +85,7 @@ def plan_generation(
     prompt: str | GenerationRequest,
     params: dict[str, Any],
     mode: ValidateMode,
+    idempotency_key: str | None = None,
 ) -> Plan:
     """Build the request, check it against the backend's capabilities, fix seeds, split calls.
 
@@ -114,7 +117,13 @@ def plan_generation(
     seeds = [(request.seed + i) % (MAX_SEED + 1) for i in range(request.n)]
     per_call = caps.max_images_per_call if caps.seeds_per_image else 1
     calls = [
-        Call(request.evolve(n=len(chunk), seed=chunk[0]), model, tuple(chunk), index)
+        Call(
+            request.evolve(n=len(chunk), seed=chunk[0]),
+            model,
+            tuple(chunk),
+            index,
+            f"{idempotency_key}-{index}" if idempotency_key else None,
+        )
         for index, chunk in enumerate(
             seeds[start : start + per_call] for start in range(0, len(seeds), per_call)
         )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from fluxkit._types import GenerationRequest
+    from fluxkit.batch._pricing import CostEstimate
 
 __all__ = ["CallFailure", "GeneratedImage", "GenerationResult", "Timings"]
 
@@ -175,6 +176,9 @@ class GenerationResult:
     timings: Timings = field(default_factory=Timings)
     warnings: tuple[Warning, ...] = ()
     failures: tuple[CallFailure, ...] = ()
+    cost: CostEstimate | None = None
+    """What this generation cost in USD, from the price table and what the provider returned
+    (``cost.basis`` says ``reported`` or ``estimated``); None when no price is known."""
 
     @property
     def ok(self) -> bool:

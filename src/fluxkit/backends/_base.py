@@ -47,6 +47,11 @@ class Call:
     model: str
     seeds: tuple[int, ...]
     index: int = 0
+    idempotency_key: str | None = None
+    """A key the provider deduplicates submissions on, where it supports one
+    (``HttpBackend.deduplicates``); set from ``generate(..., idempotency_key=)``."""
+    follow_request_id: str | None = None
+    """Collect this already accepted job instead of submitting (``Generator.collect``)."""
 
 
 @dataclass
@@ -181,9 +186,29 @@ class HttpBackend(_BackendBase):
             return None
         return resolve_secret(api_key, env_vars=self.env_vars, backend=self.name, environ=environ)
 
+    deduplicates: ClassVar[bool] = False
+    """Whether the provider deduplicates submissions on ``Call.idempotency_key``: then a
+    submission with no clear answer is resent safely, even after a crash."""
+
     @abstractmethod
     def flow(self, call: Call) -> Flow[CallOutput]:
         """The submit -> poll -> fetch flow for one call."""
+
+    def follow(self, call: Call, request_id: str) -> Flow[CallOutput]:
+        """Collect a job this backend accepted earlier (by id) without submitting anything.
+
+        Used to resume after a crash (``fluxkit.batch``, :meth:`Generator.collect`): the job
+        is polled and its result fetched exactly as :meth:`flow` would have.
+
+        Raises:
+            UnsupportedFeatureError: the backend cannot look a job up by id.
+        """
+        raise UnsupportedFeatureError(
+            "collecting a job by id",
+            backend=self.name,
+            model=call.model,
+            supported_by=("fake", "fal", "replicate"),
+        )
 
     def default_transport(self) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
         """A transport of the backend's own, used when the user gives none (None: the network).

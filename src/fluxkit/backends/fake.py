@@ -80,6 +80,7 @@ class FakeBackend(HttpBackend):
     model_aliases = MODEL_ALIASES
     default_model = "fake-flux-dev"
     default_base_url = "http://fake.fluxkit.local"
+    deduplicates = True
 
     def default_transport(self) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
         """The in-process fake provider, unless ``base_url`` names a real server."""
@@ -129,7 +130,7 @@ class FakeBackend(HttpBackend):
         base, headers = f"{self.base_url}/v1/generations", self._headers()
         # The fake provider deduplicates on this key, so a submission with no clear answer
         # (a 502, a dropped connection) is resent safely instead of raising JobMayExistError.
-        key = {"idempotency-key": secrets.token_hex(16)}
+        key = {"idempotency-key": call.idempotency_key or secrets.token_hex(16)}
         submitted = yield from send(
             HttpRequest(
                 "POST",
@@ -152,6 +153,26 @@ class FakeBackend(HttpBackend):
             ),
         )
         yield Queued(job.get("queue_position"), request_id=job_id)
+        return (yield from self._collect(base, job_id, headers))
+
+    def follow(self, call: Call, request_id: str) -> Flow[CallOutput]:
+        """Collect an accepted job by id: poll it and fetch its result (nothing is submitted)."""
+        base, headers = f"{self.base_url}/v1/generations", self._headers()
+        yield from accept(
+            request_id,
+            HttpRequest(
+                "POST",
+                f"{base}/{request_id}/cancel",
+                headers=headers,
+                retry="never",
+                raise_for_status=False,
+            ),
+        )
+        return (yield from self._collect(base, request_id, headers))
+
+    def _collect(
+        self, base: str, job_id: str, headers: Mapping[str, str | Secret]
+    ) -> Flow[CallOutput]:
         status = yield from self._follow(base, job_id, headers)
         if status["status"] == "FAILED":
             raise JobFailedError(

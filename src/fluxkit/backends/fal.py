@@ -171,10 +171,31 @@ class FalBackend(HttpBackend):
                 raise_for_status=False,
             ),
         )
-        tracker = StatusEvents(ticket.request_id)
-        status = yield from self._follow(
-            ticket, headers, {"status": "IN_QUEUE", **submitted}, tracker
+        return (
+            yield from self._collect(ticket, headers, {"status": "IN_QUEUE", **submitted}, warnings)
         )
+
+    def follow(self, call: Call, request_id: str) -> Flow[CallOutput]:
+        """Collect a request fal accepted earlier (by id): follow it and fetch its result."""
+        headers = self._headers()
+        ticket = ticket_from_submit({"request_id": request_id}, call.model, self.base_url)
+        yield from accept(
+            ticket.request_id,
+            HttpRequest(
+                "PUT", ticket.cancel_url, headers=headers, retry="never", raise_for_status=False
+            ),
+        )
+        return (yield from self._collect(ticket, headers, {"status": "IN_QUEUE"}, []))
+
+    def _collect(
+        self,
+        ticket: QueueTicket,
+        headers: Mapping[str, str | Secret],
+        status: dict[str, Any],
+        warnings: list[Warning],
+    ) -> Flow[CallOutput]:
+        tracker = StatusEvents(ticket.request_id)
+        status = yield from self._follow(ticket, headers, status, tracker)
         # Fetched at once: fal keeps results of 10 KB or more for only 6 minutes
         # (https://fal.ai/docs/inference-api/queue/result). A failed request's result replays
         # the model's error, so it is read once, never retried.

@@ -243,6 +243,29 @@ class ReplicateBackend(HttpBackend):
                 raise_for_status=False,
             ),
         )
+        return (yield from self._collect(call, prediction, built))
+
+    def follow(self, call: Call, request_id: str) -> Flow[CallOutput]:
+        """Collect a prediction Replicate accepted earlier (by id): poll it, read its output."""
+        url = self._prediction_url(request_id)
+        yield from accept(
+            request_id,
+            HttpRequest(
+                "POST",
+                f"{url}/cancel",
+                headers=self._headers(),
+                retry="never",
+                raise_for_status=False,
+            ),
+        )
+        polled = yield from send(HttpRequest("GET", url, headers=self._headers()))
+        return (yield from self._collect(call, prediction_of(polled, self.name), self.payload(call)))
+
+    def _collect(
+        self, call: Call, prediction: dict[str, Any], built: BuiltInput
+    ) -> Flow[CallOutput]:
+        prediction_id = str(prediction["id"])
+        url = self._prediction_url(prediction_id)
         watcher = PredictionWatcher(prediction_id)
         intervals = self.poll.intervals()
         while True:
