@@ -1,10 +1,10 @@
 """What each (backend, model) can do, and the check every request passes before money is spent.
 
-Each backend module declares a ``CAPABILITIES`` mapping (model id -> :class:`Capabilities`) and a
-``MODEL_ALIASES`` mapping (fluxkit alias -> model id). :func:`check_request` compares a request
+Each backend module declares a ``CAPABILITIES`` mapping (model id -> `Capabilities`) and a
+``MODEL_ALIASES`` mapping (fluxkit alias -> model id). `check_request` compares a request
 with the table: in ``"strict"`` mode anything the model cannot do raises
-:class:`UnsupportedFeatureError` (naming where it *would* work); in ``"coerce"`` mode values are
-adjusted to the nearest allowed ones and a :class:`RequestCoerced` warning says so.
+`UnsupportedFeatureError` (naming where it *would* work); in ``"coerce"`` mode values are
+adjusted to the nearest allowed ones and a `RequestCoerced` warning says so.
 """
 
 from __future__ import annotations
@@ -104,9 +104,9 @@ def resolve_model(
     """The model to run ``request`` on, never switched behind the caller's back.
 
     A backend whose default model cannot do what the request asks may offer a
-    :class:`ModelChoice` (``backend.choose_model(request)``): in ``"strict"`` mode that is an
-    :class:`UnsupportedFeatureError` naming the models to choose from; in ``"coerce"`` mode the
-    choice is taken and a :class:`ModelChosen` warning says so.
+    `ModelChoice` (``backend.choose_model(request)``): in ``"strict"`` mode that is an
+    `UnsupportedFeatureError` naming the models to choose from; in ``"coerce"`` mode the
+    choice is taken and a `ModelChosen` warning says so.
 
     Example:
         ```python

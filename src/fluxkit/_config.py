@@ -13,7 +13,7 @@ __all__ = ["Secret", "resolve_secret"]
 class Secret:
     """A credential that never shows itself in reprs, logs or tracebacks.
 
-    ``str(secret)`` is masked too; only :meth:`reveal` gives the value, at the point of use.
+    ``str(secret)`` is masked too; only `reveal` gives the value, at the point of use.
     """
 
     __slots__ = ("_value",)

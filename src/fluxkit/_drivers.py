@@ -1,23 +1,23 @@
 """The only code in fluxkit that sends HTTP, sleeps and retries.
 
-:func:`run_flow` (``httpx.Client``, ``time``) and :func:`arun_flow` (``httpx.AsyncClient``,
+`run_flow` (``httpx.Client``, ``time``) and `arun_flow` (``httpx.AsyncClient``,
 ``anyio``) run a backend's flow step by step. They differ only where I/O differs; every decision
 (retry or not, how long to wait, which error) is made by shared pure helpers below.
 
 The money rules they enforce, for every backend:
 
-* **never orphaned** — once the flow yields :class:`Accepted`, every way out that is not the
+* **never orphaned** — once the flow yields `Accepted`, every way out that is not the
   job's own end (deadline, ``cancel_event``, a cancelled task — asyncio, anyio or trio —,
   ``KeyboardInterrupt``, a closed stream) sends the job's cancel request before the error
   propagates. A submission already in flight when the cancellation comes is allowed to finish
-  (bounded by :data:`SUBMIT_GRACE`) so the job's id is known and it can be cancelled;
+  (bounded by `SUBMIT_GRACE`) so the job's id is known and it can be cancelled;
 * **never submitted twice** — a submission is resent only where the provider provably refused
   it (429, 503, a connection that never opened). A 502/504 (a gateway's) or a connection lost
-  after sending raises :class:`JobMayExistError`: the job may be running, and resending would pay
+  after sending raises `JobMayExistError`: the job may be running, and resending would pay
   twice. After acceptance nothing is resubmitted — flows poll;
 * **the deadline covers everything** — each read and sleep is cut to what is left, a
-  submission gets :data:`SUBMIT_GRACE` beyond it (so its id is known), and headers that carry
-  a server-side deadline are built from the time left (:attr:`HttpRequest.deadline_headers`).
+  submission gets `SUBMIT_GRACE` beyond it (so its id is known), and headers that carry
+  a server-side deadline are built from the time left (`HttpRequest.deadline_headers`).
 """
 
 from __future__ import annotations
@@ -583,7 +583,7 @@ async def _submit_async(
 
     The send runs shielded from cancellation of every kind; a cancellation that arrives
     meanwhile is returned (to be raised once the job's id is known), and the submission gets
-    at most :data:`SUBMIT_GRACE` more seconds to answer.
+    at most `SUBMIT_GRACE` more seconds to answer.
     """
     result: list[HttpResponse] = []
 

@@ -1,6 +1,6 @@
 """The fluxkit error tree.
 
-Every error fluxkit raises derives from :class:`FluxkitError`, and subclasses the matching builtin
+Every error fluxkit raises derives from `FluxkitError`, and subclasses the matching builtin
 too, so generic handlers (``except ValueError``, ``except TimeoutError``) keep working::
 
     FluxkitError

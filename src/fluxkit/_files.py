@@ -1,18 +1,18 @@
 """Writing files so that no user file is ever lost or left half-written.
 
-Every file fluxkit writes goes through :class:`AtomicFile` (or :func:`atomic_write`):
+Every file fluxkit writes goes through `AtomicFile` (or `atomic_write`):
 
 * the bytes go to a temporary file in the destination folder, are flushed and ``fsync``-ed, and
   only then take the final name, so a reader (or a crash, or ``kill -9``) sees the old file or the
   complete new one, never a torn one;
 * without ``overwrite=True`` the final name is taken with ``os.link``, which fails atomically when
   the name exists: two processes racing for one name cannot both win, and an existing file is
-  never replaced (:class:`~fluxkit.OutputExistsError`); with ``overwrite=True`` it is
+  never replaced (`OutputExistsError`); with ``overwrite=True`` it is
   ``os.replace``;
 * the file is created with mode ``0o666`` filtered by the process umask, like ``open(path, "w")``
   (``tempfile.mkstemp`` would give ``0o600``);
 * temporary names are recognisable, ``.<name>.fluxkit-<host>-<pid>-<random>.tmp``, and removed on
-  any failure; those left by a process that was killed are removed by :func:`clean_stale_temps`
+  any failure; those left by a process that was killed are removed by `clean_stale_temps`
   the next time fluxkit writes beside them.
 """
 
@@ -205,13 +205,13 @@ class AtomicFile:
     """A file written under a temporary name and committed to its final name in one step.
 
     Use as a context manager (commits on success, discards on any exception, including
-    ``KeyboardInterrupt``), or call :meth:`commit` / :meth:`discard` yourself when the writing
+    ``KeyboardInterrupt``), or call `commit` / `discard` yourself when the writing
     spans calls (the dataset zip writer).
 
     Args:
         path: the final path; missing parent folders are created.
         overwrite: replace an existing file at ``path``; otherwise committing raises
-            :class:`~fluxkit.OutputExistsError` and leaves the existing file untouched.
+            `OutputExistsError` and leaves the existing file untouched.
         hint: how to allow overwriting, for the error message (a CLI says ``use --overwrite``).
 
     Example:
@@ -319,7 +319,7 @@ def atomic_write(
         hint: how to allow overwriting, for the error message.
 
     Returns:
-        ``path`` as a :class:`~pathlib.Path`.
+        ``path`` as a `Path`.
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False (nothing was changed).
@@ -362,7 +362,7 @@ def free_name_candidates(folder: Path, stem: str, suffix: str) -> Iterator[Path]
 def atomic_write_free_name(
     folder: str | os.PathLike[str], stem: str, suffix: str, data: bytes | Writer
 ) -> Path:
-    """Write ``data`` atomically to the first free name of :func:`free_name_candidates`.
+    """Write ``data`` atomically to the first free name of `free_name_candidates`.
 
     The content is written once; the name is claimed with an atomic link, so concurrent writers
     each get their own file and no existing file is replaced.

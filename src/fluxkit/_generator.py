@@ -395,13 +395,13 @@ class Generator(_GeneratorCore[httpx.Client]):
         """Generate images and return them with their seeds, timings and warnings.
 
         Args:
-            prompt: the prompt, or a ready :class:`GenerationRequest`.
+            prompt: the prompt, or a ready `GenerationRequest`.
             timeout: whole-call deadline in seconds (default: the generator's).
             on_event: called with each progress event (``Queued``, ``Step``, ...).
             validate: override the generator's validation mode for this call.
             progress: draw tqdm progress bars (queue position, denoising steps) on stderr, or
                 as a widget in Jupyter.
-            max_cost: refuse (:class:`BudgetExceeded`, before anything is sent) if the
+            max_cost: refuse (`BudgetExceeded`, before anything is sent) if the
                 estimated cost of this call passes this many US dollars.
             idempotency_key: a key the provider deduplicates submissions on, where it has
                 one (``fake``); resending after a crash then cannot create a second job.
@@ -671,7 +671,7 @@ class Generator(_GeneratorCore[httpx.Client]):
 
 
 class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
-    """The async twin of :class:`Generator`: same arguments, same results.
+    """The async twin of `Generator`: same arguments, same results.
 
     Cancelling the awaiting task cancels the job at the provider.
 
@@ -715,7 +715,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         idempotency_key: str | None = None,
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
-        """Generate images; see :meth:`Generator.generate`."""
+        """Generate images; see `Generator.generate`."""
         plan = self._plan(prompt, params, validate, idempotency_key, max_cost)
         handler, bars = attach(progress, on_event)
         try:
@@ -736,7 +736,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         idempotency_key: str | None = None,
         **params: Unpack[GenerationParams],
     ) -> _AsyncEventStream:
-        """Generate, yielding progress events asynchronously; see :meth:`Generator.stream`.
+        """Generate, yielding progress events asynchronously; see `Generator.stream`.
 
         Leaving early cancels the job at the provider. ``async with agen.stream(...) as
         events:`` closes the stream deterministically; a plain ``break`` closes it when the
@@ -757,7 +757,7 @@ class AsyncGenerator(_GeneratorCore[httpx.AsyncClient]):
         validate: ValidateMode | None = None,
         **params: Unpack[GenerationParams],
     ) -> GenerationResult:
-        """Collect a job accepted earlier, by id; see :meth:`Generator.collect`."""
+        """Collect a job accepted earlier, by id; see `Generator.collect`."""
         plan = self._collect_plan(request_id, prompt, params, validate)
         return await self._execute(plan, self._deadline(timeout), on_event)
 

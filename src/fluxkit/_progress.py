@@ -2,7 +2,7 @@
 
 ``tqdm.auto`` draws a widget in Jupyter (when ``ipywidgets`` is installed) and a text bar in a
 terminal. Bars are opt-in in the library (``progress=True``) and on by default in the CLI only
-when stderr is a terminal (:func:`wanted`): a log file or CI output never fills with ``\\r``
+when stderr is a terminal (`wanted`): a log file or CI output never fills with ``\\r``
 redraws unless asked.
 
 A generation draws one bar per provider call (``job``): its description follows the job's life

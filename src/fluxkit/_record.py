@@ -43,7 +43,7 @@ _FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path``, replacing it, so readers see the old file or the new one.
 
-    Kept for callers that own their files (the upload cache); see :mod:`fluxkit._files`.
+    Kept for callers that own their files (the upload cache); see `fluxkit._files`.
     """
     return atomic_write(path, data, overwrite=True)
 

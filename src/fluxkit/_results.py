@@ -41,7 +41,7 @@ class GeneratedImage:
         width, height: pixel size.
         format: ``png``, ``jpeg`` or ``webp``.
         url: the provider's URL when it returned one.
-        record: the generation record embedded by :meth:`save`.
+        record: the generation record embedded by `save`.
     """
 
     seed: int | None
@@ -88,7 +88,7 @@ class GeneratedImage:
 
         The format follows ``format=`` or the file suffix (``.png``, ``.jpg``, ``.webp``); the
         record goes into a PNG text chunk or JPEG/WebP EXIF + XMP, and
-        :func:`fluxkit.read_record` reads it back. The file appears complete or not at all, with
+        `fluxkit.read_record` reads it back. The file appears complete or not at all, with
         the usual permissions (the umask applies).
 
         Args:
@@ -134,7 +134,7 @@ class CallFailure:
     With ``n > 1`` fluxkit splits the work into calls; a failed call does not throw away the
     images the other calls produced (and that were paid for). Its error says why and carries
     the provider's request id and, when the job finished but its images could not be fetched,
-    their URLs (:class:`fluxkit.ResultUnavailableError`).
+    their URLs (`fluxkit.ResultUnavailableError`).
 
     Attributes:
         index: the call's position in the generation.
@@ -182,7 +182,7 @@ class GenerationResult:
 
     @property
     def ok(self) -> bool:
-        """True when every requested image arrived (no :attr:`failures`)."""
+        """True when every requested image arrived (no `failures`)."""
         return not self.failures
 
     def raise_for_failures(self) -> GenerationResult:

@@ -1,6 +1,6 @@
 """The request and result model shared by every backend.
 
-``GenerationRequest`` is validated once, when built, and raises :class:`InvalidRequestError`
+``GenerationRequest`` is validated once, when built, and raises `InvalidRequestError`
 (a ``ValueError``) naming the field, the value and the allowed range. Backend-specific limits
 (how many LoRAs, which sizes) are checked later, in ``_capabilities``, still before any network
 call.
@@ -487,7 +487,7 @@ class GenerationRequest(BaseModel):
 
     def evolve(self, **changes: Any) -> GenerationRequest:
         """A copy with trusted changes, not validated again (fluxkit's own bookkeeping:
-        capability defaults, seeds, per-call ``n``). Use :meth:`replace` for user input."""
+        capability defaults, seeds, per-call ``n``). Use `replace` for user input."""
         return self.model_copy(update=changes)
 
     def replace(self, **changes: Any) -> GenerationRequest:

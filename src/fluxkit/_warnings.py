@@ -27,7 +27,7 @@ class ModelChosen(RequestCoerced):
     """``validate="coerce"`` picked the model, because the request named none that could run it.
 
     ``used`` is the provider model id; ``reason`` lists the models the caller could name instead
-    (in ``"strict"`` mode the same request raises :class:`UnsupportedFeatureError`).
+    (in ``"strict"`` mode the same request raises `UnsupportedFeatureError`).
 
     Example:
         ```python

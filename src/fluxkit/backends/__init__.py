@@ -2,7 +2,7 @@
 
 Each backend lives in ``fluxkit/backends/<name>.py`` and exports ``backend_class``,
 ``CAPABILITIES`` and ``MODEL_ALIASES``. A backend whose optional packages are missing raises
-:class:`fluxkit.MissingDependencyError` naming the extra to install. See ``new_backend.md``.
+`fluxkit.MissingDependencyError` naming the extra to install. See ``new_backend.md``.
 """
 
 from __future__ import annotations

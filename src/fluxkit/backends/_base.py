@@ -2,14 +2,14 @@
 
 Two kinds of backend plug into the façade:
 
-* :class:`HttpBackend` — a hosted provider. It builds requests and parses responses in a *flow*
+* `HttpBackend` — a hosted provider. It builds requests and parses responses in a *flow*
   (a generator yielding ``HttpRequest``/``Wait``/``Accepted``/events, see ``fluxkit._core``) and
   never touches a socket or a clock: the drivers in ``fluxkit._drivers`` do that.
-* :class:`LocalBackend` — work done in this process (the diffusers pipeline). It has a blocking
-  :meth:`LocalBackend.run`; the async façade calls it in a worker thread.
+* `LocalBackend` — work done in this process (the diffusers pipeline). It has a blocking
+  `LocalBackend.run`; the async façade calls it in a worker thread.
 
-Either way the façade hands the backend one :class:`Call` at a time (a slice of the user's ``n``
-images with their seeds) and gets a :class:`CallOutput` back.
+Either way the façade hands the backend one `Call` at a time (a slice of the user's ``n``
+images with their seeds) and gets a `CallOutput` back.
 """
 
 from __future__ import annotations
@@ -197,8 +197,8 @@ class HttpBackend(_BackendBase):
     def follow(self, call: Call, request_id: str) -> Flow[CallOutput]:
         """Collect a job this backend accepted earlier (by id) without submitting anything.
 
-        Used to resume after a crash (``fluxkit.batch``, :meth:`Generator.collect`): the job
-        is polled and its result fetched exactly as :meth:`flow` would have.
+        Used to resume after a crash (``fluxkit.batch``, `Generator.collect`): the job
+        is polled and its result fetched exactly as `flow` would have.
 
         Raises:
             UnsupportedFeatureError: the backend cannot look a job up by id.
@@ -226,7 +226,7 @@ class HttpBackend(_BackendBase):
 
 
 class LocalBackend(_BackendBase):
-    """Work done in this process; :meth:`run` blocks and is called in a thread by async code."""
+    """Work done in this process; `run` blocks and is called in a thread by async code."""
 
     @abstractmethod
     def run(self, call: Call, emit: Callable[[Event], None], token: CancelToken) -> CallOutput:

@@ -7,7 +7,7 @@ gen = fluxkit.Generator("comfyui", base_url="http://127.0.0.1:8188")   # or $COM
 result = gen.generate("portrait of tok person", seed=7, reference_image="face.jpg")
 ```
 
-fluxkit builds the FLUX graph itself (:mod:`fluxkit.comfy`), or binds the request onto your
+fluxkit builds the FLUX graph itself (`fluxkit.comfy`), or binds the request onto your
 exported workflow (``workflow=`` + ``mapping=``), checks it against the server's
 ``/object_info`` — every model and LoRA file it names must be on the server — uploads input
 images once per content hash (``/upload/image``), queues one prompt per image with a
@@ -16,9 +16,9 @@ client-chosen ``prompt_id`` (``POST /prompt``), follows it, and fetches the imag
 **How progress is followed.** The flow (pure, like every backend's) polls
 ``/history/{prompt_id}``; that answer is the truth. ComfyUI's websocket is a push channel a flow
 cannot express as a request, so it runs *beside* the flow as a driver-side event source
-(:class:`~fluxkit.backends._comfyui._socket.WebsocketEvents`: a daemon thread that files each
+(`WebsocketEvents`: a daemon thread that files each
 message under its ``prompt_id``). The flow reads that mailbox between short ``Wait`` steps:
-``progress`` becomes :class:`fluxkit.Step`, ``execution_start`` :class:`fluxkit.Started`, and a
+``progress`` becomes `fluxkit.Step`, ``execution_start`` `fluxkit.Started`, and a
 terminal message makes it fetch ``/history`` at once instead of at the next poll. If the socket
 is missing (no ``websockets`` package, a proxy that refuses upgrades) or drops mid-run, the
 flow keeps polling (``/history`` and ``/queue``) and only latency changes. This keeps the money
@@ -31,7 +31,7 @@ cancel request that fits the prompt's state — ``POST /queue {"delete": [id]}``
 ``POST /interrupt {"prompt_id": id}`` (which interrupts only that prompt) once it runs. A
 deadline, a cancelled task or Ctrl-C sends it. The submission is ``retry="submit"``: resent only
 after a provable refusal (429/503/connection refused); a 502/504 or a drop after sending raises
-:class:`fluxkit.JobMayExistError` carrying the ``prompt_id`` — look it up in ``/queue`` and
+`fluxkit.JobMayExistError` carrying the ``prompt_id`` — look it up in ``/queue`` and
 ``/history/{prompt_id}`` before submitting again (a resent prompt would run twice).
 
 **Modal.** ``modal_key=``/``modal_secret=`` (or ``$MODAL_KEY``/``$MODAL_SECRET``) send Modal's
@@ -139,15 +139,15 @@ class ComfyUIBackend(HttpBackend):
         api_key: sent as ``Authorization: Bearer`` when given (a gateway in front of ComfyUI).
         headers: more headers for every request and the websocket.
         modal_key, modal_secret: Modal proxy-auth token (default ``$MODAL_KEY``/``$MODAL_SECRET``).
-        models: model file names on this server (:class:`fluxkit.comfy.FluxModels`); ``model=``
+        models: model file names on this server (`fluxkit.comfy.FluxModels`); ``model=``
             overrides the diffusion model file.
         workflow: your API-format graph (mapping, JSON text or path) instead of fluxkit's own.
         mapping: where the request goes in ``workflow`` (default: ``WorkflowMapping.detect``).
-        endpoint: a one-shot :class:`fluxkit.comfy.JsonEndpoint` instead of the native API.
+        endpoint: a one-shot `fluxkit.comfy.JsonEndpoint` instead of the native API.
         websocket: follow progress over ``/ws`` (default True; False polls ``/history`` only).
         ip_scale: IP-Adapter strength when the request gives no ``reference_strength``.
         check_models: verify model/LoRA files and the graph against ``/object_info`` first.
-        inspect_loras: for LoRAs given as local files, check with :mod:`fluxkit.lora` that
+        inspect_loras: for LoRAs given as local files, check with `fluxkit.lora` that
             they are FLUX LoRAs before sending (ComfyUI never fails on a LoRA whose keys match
             nothing: it logs ``lora key not loaded`` and runs without it).
         upload_cache: where uploaded inputs are remembered (default: one per process).

@@ -21,7 +21,7 @@ How a call runs (https://fal.ai/docs/documentation/model-apis/inference/queue):
    ``GET status_url/stream?logs=1`` (Server-Sent Events; fal closes it after ``COMPLETED``) wakes
    the flow the moment the job ends, without polling. Logs become ``Log`` events;
 4. the result is fetched at once: fal keeps results of 10 KB or more for only 6 minutes; a
-   fetch that still fails after retries is :class:`ResultUnavailableError` (with the URL), never
+   fetch that still fails after retries is `ResultUnavailableError` (with the URL), never
    "job failed";
 5. a deadline or a cancelled task sends ``PUT cancel_url``; the submission also carries
    ``X-Fal-Request-Timeout`` (the time left), so a job still queued at the deadline dies at fal

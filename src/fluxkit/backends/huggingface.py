@@ -30,7 +30,7 @@ header ``X-HF-Bill-To``). How a call runs:
 4. the provider's fluxkit flow runs unchanged against ``{router}/{provider}``: fal's queue (with
    ``?_subdomain=queue``, cancel and ``X-Fal-Request-Timeout``), Replicate's predictions
    (cancel and ``Cancel-After``), Together's one round trip; ``hf-inference`` is a small flow of
-   its own. The router's 402 (credits exhausted) is :class:`~fluxkit.BillingError`.
+   its own. The router's 402 (credits exhausted) is `BillingError`.
 """
 
 from __future__ import annotations

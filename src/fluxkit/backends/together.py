@@ -158,7 +158,7 @@ class TogetherBackend(HttpBackend):
         default (FLUX.1 [schnell]) does; None when the request fits the default or names one.
 
         Planning turns a choice into an error under ``validate="strict"`` and into a
-        :class:`~fluxkit.ModelChosen` warning under ``"coerce"``: LoRAs are trained for one base
+        `ModelChosen` warning under ``"coerce"``: LoRAs are trained for one base
         model, so picking it silently could run FLUX.1 LoRAs on FLUX.2 (they do not fit).
 
         Example:
@@ -200,10 +200,10 @@ class TogetherBackend(HttpBackend):
         return None
 
     def resolve_model(self, request: GenerationRequest) -> str:
-        """The model for ``request``: the caller's, else :meth:`choose_model`'s, else schnell.
+        """The model for ``request``: the caller's, else `choose_model`'s, else schnell.
 
         Planning does not call this directly: it goes through
-        :func:`fluxkit._capabilities.resolve_model`, which refuses or reports the choice.
+        `fluxkit._capabilities.resolve_model`, which refuses or reports the choice.
         """
         choice = self.choose_model(request)
         return choice.model if choice is not None else super().resolve_model(request)

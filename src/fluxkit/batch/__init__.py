@@ -9,11 +9,11 @@ with fluxkit.Generator("fal") as gen:
 print(summary)
 ```
 
-* :func:`run_batch` / :func:`arun_batch` — every job journalled in SQLite; rerun after a crash
+* `run_batch` / `arun_batch` — every job journalled in SQLite; rerun after a crash
   and nothing is paid twice (``fluxkit batch --resume DIR`` from the shell);
-* :class:`PriceTable` / :class:`CostEstimate` — list prices per (backend, model) with their
+* `PriceTable` / `CostEstimate` — list prices per (backend, model) with their
   sources, estimates before any call, actual costs on results;
-* :func:`load_requests` / :func:`expand` — JSONL/CSV prompt files to jobs.
+* `load_requests` / `expand` — JSONL/CSV prompt files to jobs.
 """
 
 from fluxkit.batch._inputs import expand, load_requests

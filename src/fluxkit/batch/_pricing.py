@@ -3,7 +3,7 @@
 The table ships as data (``prices.json`` beside this module): each entry has a unit (``image``,
 ``megapixel``, ``step``, ``gpu_second``, ``run``), its public source, the date it was checked
 and how sure that figure is. Users override any entry (``Generator(prices=...)``,
-:meth:`PriceTable.load`). Estimates are pure arithmetic; nothing here does I/O except reading
+`PriceTable.load`). Estimates are pure arithmetic; nothing here does I/O except reading
 the packaged table once.
 
 Megapixels are billed as fal does: per image, rounded up to whole megapixels of 1024 x 1024.
@@ -111,7 +111,7 @@ class PriceTable:
     def with_overrides(
         self, overrides: Mapping[str, Price | float | Mapping[str, Any]]
     ) -> PriceTable:
-        """A copy with some entries replaced: a :class:`Price`, a dict, or a bare number (kept
+        """A copy with some entries replaced: a `Price`, a dict, or a bare number (kept
         in the existing entry's unit, ``image`` for a new one)."""
         merged = dict(self.entries)
         for key, value in overrides.items():

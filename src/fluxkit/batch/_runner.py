@@ -448,7 +448,7 @@ async def arun_batch(
     resubmit_uncertain: bool = False,
     on_progress: Callable[[Job, str], None] | None = None,
 ) -> BatchSummary:
-    """Run a batch on an event loop; see :func:`run_batch`."""
+    """Run a batch on an event loop; see `run_batch`."""
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidRequestError("concurrency", concurrency, "an integer >= 1")
     started = time.monotonic()
@@ -522,12 +522,12 @@ def run_batch(
     lists them.
 
     Args:
-        requests: prompts, or dicts of request fields (see :func:`fluxkit.batch.load_requests`).
-        generator: a ``Generator`` (or an ``AsyncGenerator``: use :func:`arun_batch` then).
+        requests: prompts, or dicts of request fields (see `fluxkit.batch.load_requests`).
+        generator: a ``Generator`` (or an ``AsyncGenerator``: use `arun_batch` then).
         out_dir: where images, ``index.jsonl`` and ``journal.sqlite`` go.
         defaults: request fields for lines that leave them out.
         concurrency: jobs in flight at most (lowered automatically on rate limits).
-        max_cost: refuse to start (:class:`BudgetExceeded`) if the work left is estimated
+        max_cost: refuse to start (`BudgetExceeded`) if the work left is estimated
             above this many US dollars.
         dedupe: identical lines are one job (default); False runs each.
         journal: the journal's path (default ``out_dir/journal.sqlite``).

@@ -8,11 +8,11 @@ wf = flux_graph("a red fox", width=1024, height=768, steps=28, seed=7,
 wf.graph.to_api()                    # the body of POST /prompt {"prompt": ...}
 ```
 
-* builders: :func:`flux_graph` (and :func:`flux_txt2img`, :func:`flux_img2img`,
-  :func:`flux_ipadapter`), :class:`Graph` for anything else;
-* your own graph: :class:`WorkflowMapping` says which node inputs take fluxkit's request;
-  :class:`JsonEndpoint` does the same for one-shot JSON services;
-* :func:`validate_graph` / :func:`check_graph`: the server's verdicts from its ``/object_info``,
+* builders: `flux_graph` (and `flux_txt2img`, `flux_img2img`,
+  `flux_ipadapter`), `Graph` for anything else;
+* your own graph: `WorkflowMapping` says which node inputs take fluxkit's request;
+  `JsonEndpoint` does the same for one-shot JSON services;
+* `validate_graph` / `check_graph`: the server's verdicts from its ``/object_info``,
   without spending a queue slot.
 
 Pure Python: nothing here sends a request. The ``comfyui`` backend does, see

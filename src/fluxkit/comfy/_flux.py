@@ -61,7 +61,7 @@ class FluxModels:
     """Model file names as the server lists them (``/models/<folder>``); configurable per server.
 
     Defaults are the Comfy-Org FLUX.1-dev split files and XLabs' IP-Adapter v2 with the
-    OpenAI CLIP-L vision model. :meth:`tiny` names the ComfyUI test kit's tiny random models.
+    OpenAI CLIP-L vision model. `tiny` names the ComfyUI test kit's tiny random models.
     """
 
     unet: str = "flux1-dev.safetensors"
@@ -214,7 +214,7 @@ def flux_graph(
 
 
 def flux_txt2img(prompt: str, **options: object) -> FluxWorkflow:
-    """Text to image (see :func:`flux_graph` for the options)."""
+    """Text to image (see `flux_graph` for the options)."""
     options.pop("image", None)
     return flux_graph(prompt, **options)  # type: ignore[arg-type]
 

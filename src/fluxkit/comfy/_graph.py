@@ -1,8 +1,8 @@
 """ComfyUI API-format graphs, built in typed Python.
 
 An API-format graph is ``{"<node id>": {"class_type": ..., "inputs": {...}}}`` where an input is
-a literal or a link ``[source_node_id, output_index]``. :class:`Graph` builds one node at a time
-and hands back :class:`NodeRef` values whose outputs are links:
+a literal or a link ``[source_node_id, output_index]``. `Graph` builds one node at a time
+and hands back `NodeRef` values whose outputs are links:
 
 ```python
 from fluxkit.comfy import Graph
@@ -39,7 +39,7 @@ class Link:
 
 @dataclass(frozen=True)
 class NodeRef:
-    """A node added to a :class:`Graph`."""
+    """A node added to a `Graph`."""
 
     id: str
     class_type: str
@@ -73,7 +73,7 @@ class Graph:
     def add(
         self, class_type: str, *, node_id: str | None = None, title: str | None = None, **inputs: Any
     ) -> NodeRef:
-        """Add a ``class_type`` node; links may be given as :class:`Link` or :class:`NodeRef`."""
+        """Add a ``class_type`` node; links may be given as `Link` or `NodeRef`."""
         if node_id is None:
             while str(self._next) in self._nodes:
                 self._next += 1
@@ -91,7 +91,7 @@ class Graph:
         return NodeRef(node_id, class_type)
 
     def set_input(self, node_id: str, name: str, value: Any) -> None:
-        """Set one input of an existing node (a literal, a :class:`Link` or a :class:`NodeRef`)."""
+        """Set one input of an existing node (a literal, a `Link` or a `NodeRef`)."""
         self.node(node_id)["inputs"][name] = _encode(value)
 
     # -- reading -------------------------------------------------------------------------------

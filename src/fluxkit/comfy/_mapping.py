@@ -1,6 +1,6 @@
 """Bind fluxkit's request onto a graph you already have, or onto a one-shot JSON endpoint.
 
-Teams with an exported API-format workflow keep it: a :class:`WorkflowMapping` names which node
+Teams with an exported API-format workflow keep it: a `WorkflowMapping` names which node
 inputs take the prompt, seed, size, steps, LoRAs and images (``"node id.input name"``):
 
 ```python
@@ -16,9 +16,9 @@ gen = fluxkit.Generator("comfyui", base_url="http://127.0.0.1:8188",
                         workflow="my_flux_api.json", mapping=mapping)
 ```
 
-The same mechanism drives self-hosted one-shot services: a :class:`JsonEndpoint` names the JSON
+The same mechanism drives self-hosted one-shot services: a `JsonEndpoint` names the JSON
 keys of the request body (``"prompt"``, ``"reference_image"``, ...) instead of node inputs;
-:data:`FLUX_IPADAPTER_FACEID` is the common ``POST /flux-ipadapter-faceid`` shape.
+`FLUX_IPADAPTER_FACEID` is the common ``POST /flux-ipadapter-faceid`` shape.
 """
 
 from __future__ import annotations

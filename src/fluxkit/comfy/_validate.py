@@ -363,7 +363,7 @@ def check_graph(
 
 
 def problems_from_response(body: Any) -> list[NodeProblem]:
-    """The server's own ``400`` verdicts (``error`` + ``node_errors``) as :class:`NodeProblem`."""
+    """The server's own ``400`` verdicts (``error`` + ``node_errors``) as `NodeProblem`."""
     problems: list[NodeProblem] = []
     if not isinstance(body, Mapping):
         return problems

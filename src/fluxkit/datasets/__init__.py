@@ -10,7 +10,7 @@ print(report)          # what was fixed, dropped and warned
 Every image is EXIF-oriented, stripped of metadata, converted to 8-bit RGB, never upscaled,
 deduplicated (exact and perceptual), renamed ``0001.jpg``... and captioned; a ``manifest.json``
 records hashes and captions. Archives are written atomically and read back safely
-(:func:`iter_archive`, :func:`extract_archive`). Importing this package needs neither torch nor
+(`iter_archive`, `extract_archive`). Importing this package needs neither torch nor
 huggingface_hub; Pillow and numpy are imported on first use.
 """
 

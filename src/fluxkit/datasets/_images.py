@@ -174,7 +174,7 @@ def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
 
 
 def from_pil(image: Image.Image, *, max_pixels: int) -> Decoded:
-    """Normalise an in-memory PIL image the same way :func:`decode` does a file."""
+    """Normalise an in-memory PIL image the same way `decode` does a file."""
     from PIL import ImageOps
 
     width, height = image.size

@@ -103,7 +103,7 @@ def pack_dataset(
         progress: draw a tqdm bar while images are processed (stderr, or a Jupyter widget).
 
     Returns:
-        A :class:`DatasetReport` (``print(report)`` for the summary).
+        A `DatasetReport` (``print(report)`` for the summary).
 
     Raises:
         InvalidRequestError: a bad argument (named), before any image is read.

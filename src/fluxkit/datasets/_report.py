@@ -64,7 +64,7 @@ class DroppedImage:
 
 @dataclass
 class DatasetReport:
-    """The outcome of :func:`fluxkit.datasets.pack_dataset`; ``print(report)`` shows it.
+    """The outcome of `fluxkit.datasets.pack_dataset`; ``print(report)`` shows it.
 
     Attributes:
         target: the trainer format (``fal``, ``replicate``, ``ai-toolkit``, ``kohya``,
@@ -138,7 +138,7 @@ class DatasetRefusedError(InvalidRequestError):
     """The inputs do not make a usable dataset (e.g. fewer than 4 readable, distinct images).
 
     Attributes:
-        report: the :class:`DatasetReport` explaining what was dropped and why.
+        report: the `DatasetReport` explaining what was dropped and why.
     """
 
     def __init__(self, report: DatasetReport, reason: str, *, minimum: int) -> None:

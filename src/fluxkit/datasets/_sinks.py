@@ -44,7 +44,7 @@ class ZipSink:
     """A flat zip written to a temporary file beside ``final``, then renamed to ``final``.
 
     Without ``overwrite`` the rename refuses an existing ``final`` atomically
-    (:class:`~fluxkit.OutputExistsError`), even one that appeared while packing.
+    (`OutputExistsError`), even one that appeared while packing.
     """
 
     def __init__(self, final: Path, *, overwrite: bool = False) -> None:

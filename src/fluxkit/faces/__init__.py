@@ -16,7 +16,7 @@ result.save("restyled.png")
 ```
 
 ``import fluxkit.faces`` does not import OpenCV; the first detection does, and raises
-:class:`fluxkit.MissingDependencyError` naming the ``faces`` extra when it is missing.
+`fluxkit.MissingDependencyError` naming the ``faces`` extra when it is missing.
 """
 
 from __future__ import annotations

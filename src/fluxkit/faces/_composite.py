@@ -1,4 +1,4 @@
-"""``overlay_face``: put a headshot's face onto a target image, and the :class:`Composite` it returns."""
+"""``overlay_face``: put a headshot's face onto a target image, and the `Composite` it returns."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ class Composite:
         return tuple(done)
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write :attr:`image` atomically (format from the suffix) and return the path.
+        """Write `image` atomically (format from the suffix) and return the path.
 
         Raises ``OutputExistsError`` if ``path`` exists, unless ``overwrite=True``.
         """
@@ -116,12 +116,12 @@ def overlay_face(
         color_match: 0..1, how far the face's LAB colour moves to the target face's.
         feather: width of the soft rim as a fraction of the pasted face's width.
         align_eyes: rotate to the target's eye line when landmarks exist.
-        face_index: which target face when there are several (:func:`detect_faces` order).
+        face_index: which target face when there are several (`detect_faces` order).
         headshot_face_index: which headshot face when there are several.
         detector: ``"auto"``, ``"haar"``, ``"yuface"``, ``"yunet"`` or a detector instance.
 
     Returns:
-        A :class:`Composite` with the image, the mask, both faces and what was done.
+        A `Composite` with the image, the mask, both faces and what was done.
 
     Raises:
         FaceNotFoundError: no face in the target or the headshot (the message says which).

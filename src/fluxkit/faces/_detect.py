@@ -1,4 +1,4 @@
-"""Face detection: the :class:`Face` record, the detectors, and :func:`detect_faces`.
+"""Face detection: the `Face` record, the detectors, and `detect_faces`.
 
 Detectors are tuned for images of a few hundred pixels, so each one works on a downscaled copy
 and scales its boxes back. Candidates are ranked by the detector's own confidence, never by area:
@@ -25,7 +25,7 @@ DETECTORS: tuple[str, ...] = ("auto", "haar", "yuface", "yunet")
 
 
 def get_detector(detector: str | FaceDetector = "auto") -> FaceDetector:
-    """Resolve a detector name (see :data:`DETECTORS`) or pass an instance through.
+    """Resolve a detector name (see `DETECTORS`) or pass an instance through.
 
     Example:
         ```python
@@ -71,7 +71,7 @@ def detect_faces(
 
     Args:
         image: a path, encoded bytes, a PIL image or an RGB uint8 array.
-        detector: ``"auto"``, ``"haar"``, ``"yuface"``, ``"yunet"`` or a :class:`FaceDetector`.
+        detector: ``"auto"``, ``"haar"``, ``"yuface"``, ``"yunet"`` or a `FaceDetector`.
         role: how errors name the image (``"target"``, ``"headshot"``).
 
     Returns:

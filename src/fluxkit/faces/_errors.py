@@ -1,6 +1,6 @@
 """What can go wrong with a face composite, as typed errors and the restyle warning.
 
-Every error is an :class:`~fluxkit.InvalidRequestError` (so also a ``ValueError``): the input
+Every error is an `InvalidRequestError` (so also a ``ValueError``): the input
 images are the caller's to fix, and nothing was sent anywhere. Each one names the image
 (``"target"`` or ``"headshot"``) it is about.
 """
@@ -76,7 +76,7 @@ class MultipleFacesError(InvalidRequestError):
 
     Attributes:
         role: ``"target"`` or ``"headshot"``.
-        faces: every face found, in :func:`detect_faces` order.
+        faces: every face found, in `detect_faces` order.
         index_argument: the argument that picks one (``face_index`` or
             ``headshot_face_index``).
     """

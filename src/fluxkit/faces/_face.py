@@ -1,4 +1,4 @@
-"""The :class:`Face` record and the :class:`FaceDetector` protocol every detector follows."""
+"""The `Face` record and the `FaceDetector` protocol every detector follows."""
 
 from __future__ import annotations
 

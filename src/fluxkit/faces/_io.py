@@ -111,7 +111,7 @@ def save_image(
 
 
 def require_cv2() -> Any:
-    """The ``cv2`` module, or a :class:`MissingDependencyError` naming the ``faces`` extra."""
+    """The ``cv2`` module, or a `MissingDependencyError` naming the ``faces`` extra."""
     try:
         import cv2
     except ImportError as exc:

@@ -1,9 +1,9 @@
 """Overlay, then a FLUX img2img pass to give the pasted face the target's brushwork and light.
 
-``overlay_then_restyle`` takes a :class:`fluxkit.Generator`; ``aoverlay_then_restyle`` takes a
-:class:`fluxkit.AsyncGenerator` and runs the CPU work (detection, warping, decoding) in a worker
+``overlay_then_restyle`` takes a `fluxkit.Generator`; ``aoverlay_then_restyle`` takes a
+`fluxkit.AsyncGenerator` and runs the CPU work (detection, warping, decoding) in a worker
 thread so the event loop stays responsive. If the restyle fails and ``fallback`` is on, the plain
-composite comes back with a :class:`RestyleFailed` warning: a usable picture beats an error.
+composite comes back with a `RestyleFailed` warning: a usable picture beats an error.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _RECOVERABLE = (ProviderError, DeadlineExceeded, UnsupportedFeatureError)
 
 
 class OverlayOptions(TypedDict, total=False):
-    """Keyword arguments passed through to :func:`overlay_face`."""
+    """Keyword arguments passed through to `overlay_face`."""
 
     fit: Fit
     scale: float
@@ -61,7 +61,7 @@ class OverlayOptions(TypedDict, total=False):
 
 @dataclass(frozen=True, eq=False)
 class RestyleResult:
-    """What :func:`overlay_then_restyle` returns.
+    """What `overlay_then_restyle` returns.
 
     Attributes:
         image: the final picture: restyled, or the composite when the restyle was skipped or
@@ -69,7 +69,7 @@ class RestyleResult:
         composite: the overlay before restyling.
         generation: the img2img result (seed, timings, record), or None without a restyle.
         prompt: the prompt sent (a preset's text included), or None.
-        warnings: :class:`RestyleFailed` when the fallback was used, plus the generator's own.
+        warnings: `RestyleFailed` when the fallback was used, plus the generator's own.
     """
 
     image: Image.Image
@@ -80,11 +80,11 @@ class RestyleResult:
 
     @property
     def restyled(self) -> bool:
-        """True when :attr:`image` came from the img2img pass."""
+        """True when `image` came from the img2img pass."""
         return self.generation is not None
 
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-        """Write :attr:`image` atomically (format from the suffix) and return the path.
+        """Write `image` atomically (format from the suffix) and return the path.
 
         Raises ``OutputExistsError`` if ``path`` exists, unless ``overwrite=True``.
         """
@@ -109,20 +109,20 @@ def overlay_then_restyle(
     """Composite ``headshot``'s face onto ``target``, then restyle it with FLUX img2img.
 
     Args:
-        generator: a :class:`fluxkit.Generator` on a backend with img2img.
+        generator: a `fluxkit.Generator` on a backend with img2img.
         target: the picture whose face is replaced.
         headshot: the picture the face comes from.
         prompt: what the restyle should look like; combined with ``style`` when both are given.
-        style: a preset name from :data:`STYLE_PRESETS` (``"van-gogh"``, ``"watercolour"``...).
+        style: a preset name from `STYLE_PRESETS` (``"van-gogh"``, ``"watercolour"``...).
         strength: img2img denoise; 0.3-0.45 keeps the identity and matches the brushwork.
         seed: the generation seed (random when None).
         skip_restyle: return the composite without calling the generator.
-        fallback: on a provider failure, return the composite with a :class:`RestyleFailed`
+        fallback: on a provider failure, return the composite with a `RestyleFailed`
             warning instead of raising.
-        **overlay: passed to :func:`overlay_face` (``fit``, ``scale``, ``blend``...).
+        **overlay: passed to `overlay_face` (``fit``, ``scale``, ``blend``...).
 
     Raises:
-        FaceNotFoundError, MultipleFacesError, UnreadableImageError: see :func:`overlay_face`.
+        FaceNotFoundError, MultipleFacesError, UnreadableImageError: see `overlay_face`.
         InvalidRequestError: neither ``prompt`` nor ``style``, or a bad ``strength``.
         ProviderError: the restyle failed and ``fallback`` is off.
 
@@ -171,7 +171,7 @@ async def aoverlay_then_restyle(
     fallback: bool = True,
     **overlay: Unpack[OverlayOptions],
 ) -> RestyleResult:
-    """The async twin of :func:`overlay_then_restyle`, for a :class:`fluxkit.AsyncGenerator`.
+    """The async twin of `overlay_then_restyle`, for a `fluxkit.AsyncGenerator`.
 
     Detection, warping and decoding run in a worker thread (``anyio.to_thread.run_sync``).
 

@@ -9,7 +9,7 @@ print(lora_status("me/tok-lora"))                   # ready? primary file? why n
 ```
 
 ``huggingface_hub`` is imported on first use; without it these functions raise
-:class:`~fluxkit.MissingDependencyError` naming the ``hub`` extra. :func:`render_model_card` is
+`MissingDependencyError` naming the ``hub`` extra. `render_model_card` is
 pure string building and needs nothing.
 """
 

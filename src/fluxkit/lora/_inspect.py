@@ -48,7 +48,7 @@ def inspect_lora(
         transport: an httpx transport, for tests against an emulator.
 
     Returns:
-        A :class:`LoRAInfo`: layout, base model, ranks, alphas, targets, dtypes, size, metadata.
+        A `LoRAInfo`: layout, base model, ranks, alphas, targets, dtypes, size, metadata.
 
     Raises:
         PickleFormatError: a ``.bin``/``.ckpt``/``.pt`` pickle (refused: it could run code).

@@ -75,7 +75,7 @@ class LocalSource:
 class HubSource:
     """A file in a Hub repo, read with ``Range`` requests (redirects to the CDN followed).
 
-    Each read is a one-request flow run by :func:`fluxkit._drivers.run_flow`: the drivers are
+    Each read is a one-request flow run by `fluxkit._drivers.run_flow`: the drivers are
     the only code that sends HTTP, so retries and errors are the same as everywhere else.
     """
 

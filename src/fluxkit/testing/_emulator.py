@@ -1,16 +1,16 @@
 """The emulator kit: provider-shaped HTTP apps for offline tests.
 
-An :class:`Emulator` subclass declares routes with :func:`route`; each handler takes an
-:class:`EmuRequest` and returns an :class:`EmuResponse` — or a :class:`Defer` meaning "answer
+An `Emulator` subclass declares routes with `route`; each handler takes an
+`EmuRequest` and returns an `EmuResponse` — or a `Defer` meaning "answer
 later" (latency, long polls), so handlers never block. The same emulator runs
 
-* in-process, through :meth:`Emulator.transport` (an httpx transport for sync *and* async
+* in-process, through `Emulator.transport` (an httpx transport for sync *and* async
   clients; deferrals sleep with ``time.sleep`` or ``anyio.sleep`` as the client needs), and
-* on a real ``127.0.0.1`` port, through :meth:`Emulator.serve` (for official SDKs and for
+* on a real ``127.0.0.1`` port, through `Emulator.serve` (for official SDKs and for
   anything that must cross a socket), served by asyncio + h11 on a background thread.
 
-Behaviour is scripted through :attr:`Emulator.script` and every request is kept in
-:attr:`Emulator.log`. The fault scripts cover what costs users money:
+Behaviour is scripted through `Emulator.script` and every request is kept in
+`Emulator.log`. The fault scripts cover what costs users money:
 
 * ``fail_next(429, retry_after=...)`` — refusals *before* acceptance (rate limits, outages);
 * ``fail_after_accept(504)`` — the provider takes the job, then a gateway answers 504;
@@ -375,7 +375,7 @@ class Emulator:
     """The fluxkit backend this emulator stands in for (``"fal"``, ...)."""
 
     def generator(self, **options: Any) -> Generator:
-        """A ``fluxkit.Generator`` for :attr:`backend` talking to this emulator in-process.
+        """A ``fluxkit.Generator`` for `backend` talking to this emulator in-process.
 
         Example:
             ```python
@@ -391,7 +391,7 @@ class Emulator:
         return Generator(self._backend_name(), **self._generator_options(options))
 
     def async_generator(self, **options: Any) -> AsyncGenerator:
-        """A ``fluxkit.AsyncGenerator`` for :attr:`backend` talking to this emulator in-process."""
+        """A ``fluxkit.AsyncGenerator`` for `backend` talking to this emulator in-process."""
         from fluxkit._generator import AsyncGenerator
 
         return AsyncGenerator(self._backend_name(), **self._generator_options(options))

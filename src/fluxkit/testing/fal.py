@@ -72,7 +72,7 @@ class _Outcome:
 
 @dataclass
 class FalJob(EmulatedJob):
-    """An accepted fal request (clock-driven, see :class:`EmulatedJob`)."""
+    """An accepted fal request (clock-driven, see `EmulatedJob`)."""
 
     endpoint: str = ""
     app: str = ""

@@ -7,17 +7,17 @@ Behind the router paths sit fluxkit's own provider emulators, reused as they are
 
 =======  ==============================================  ========================================
 GET      /api/models/{repo}[?expand[]=...]               model info with ``inferenceProviderMapping``
-*        /fal-ai/{path}?_subdomain=queue                 :class:`FalEmulator` (the queue API)
+*        /fal-ai/{path}?_subdomain=queue                 `FalEmulator` (the queue API)
 POST     /fal-ai/{endpoint}                              fal's synchronous ``fal.run``: the result
 GET      /fal-ai/files/{name}                            the images fal rendered
-*        /replicate/{path}                               :class:`ReplicateEmulator`
-*        /together/{path}                                :class:`TogetherEmulator`
+*        /replicate/{path}                               `ReplicateEmulator`
+*        /together/{path}                                `TogetherEmulator`
 POST     /hf-inference/models/{repo}                     ``hf-inference``: image bytes
 =======  ==============================================  ========================================
 
 What the router adds, as the emulator plays it: ``Authorization: Bearer <HF token>`` (401
-otherwise when ``api_key`` is set), ``X-HF-Bill-To`` recorded per request (:attr:`routed`), and
-``402`` on every paid submission once :meth:`HuggingFaceEmulator.exhaust_credits` is called. The
+otherwise when ``api_key`` is set), ``X-HF-Bill-To`` recorded per request (`routed`), and
+``402`` on every paid submission once `HuggingFaceEmulator.exhaust_credits` is called. The
 providers' answers are passed back as the router passes them: fal's queue URLs name
 ``https://queue.fal.run`` (clients rebase them onto the router); URLs of images and predictions
 are moved onto the router's host so they can be fetched from the test.

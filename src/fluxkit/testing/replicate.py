@@ -14,7 +14,7 @@ GET      /delivery/{name}                            output images (replicate.de
 
 Statuses ``starting`` (queued, ``script.queue_seconds``), ``processing`` (``script.run_seconds``,
 logs grow: ``Using seed: N`` then a tqdm bar per step), ``succeeded``, ``failed``, ``canceled``,
-``aborted`` (``Cancel-After`` passed, or :meth:`ReplicateEmulator.abort_jobs`). ``Prefer: wait``
+``aborted`` (``Cancel-After`` passed, or `ReplicateEmulator.abort_jobs`). ``Prefer: wait``
 holds the create answer. Prompts containing "nsfw" fail like cog-flux's safety checker.
 """
 
@@ -87,7 +87,7 @@ class _Prediction:
 
 class ReplicateEmulator(Emulator):
     """Replicate, emulated. Scripting: ``emu.script`` (latency, queue/run time, failure bursts,
-    failing jobs), :meth:`abort_jobs`, :meth:`add_model`.
+    failing jobs), `abort_jobs`, `add_model`.
 
     Example:
         ```python

@@ -12,7 +12,7 @@ What it mirrors (https://docs.together.ai/reference/post-images-generations, the
 * errors ``{"id", "error": {"message", "type", "param", "code"}}``: 400/422 name the field.
 
 Scripting: ``emu.script.run_seconds`` (generation time), ``emu.script.latency``,
-:meth:`TogetherEmulator.fail_next` (429/503 bursts with Retry-After, Together-shaped bodies),
+`TogetherEmulator.fail_next` (429/503 bursts with Retry-After, Together-shaped bodies),
 ``emu.script.fail_jobs()`` (the next generations answer 500).
 
 Example:
@@ -95,7 +95,7 @@ class TogetherEmulator(Emulator):
     """Together's images endpoint. Images are deterministic renders of prompt, seed and LoRAs.
 
     Attributes:
-        models: model id -> :class:`TogetherModel`; unknown ids answer 404.
+        models: model id -> `TogetherModel`; unknown ids answer 404.
         generations: every accepted request body, in order.
         files: images served for ``response_format="url"`` (``GET /v1/images/{name}``).
         nsfw_keyword: when set, prompts containing it get ``has_nsfw_concepts: true`` on

@@ -59,9 +59,9 @@ class NoEvents:
 class WebsocketEvents:
     """ComfyUI's ``/ws`` read by a daemon thread, messages filed per ``prompt_id``.
 
-    Connects on the first :meth:`watch`, reconnects (backing off to 5 s) while prompts are
+    Connects on the first `watch`, reconnects (backing off to 5 s) while prompts are
     watched, and closes after ``idle_close`` seconds with none. Needs the ``websockets``
-    package (``pip install "fluxkit[comfyui]"``); without it :attr:`alive` stays False.
+    package (``pip install "fluxkit[comfyui]"``); without it `alive` stays False.
 
     Attributes:
         drops: how many times an open socket was lost (a fault the flow survives).

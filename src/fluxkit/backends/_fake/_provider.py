@@ -1,6 +1,6 @@
 """The fake provider, answered in-process: what ``Generator("fake")`` talks to by default.
 
-Protocol (JSON over HTTP; the same one :class:`fluxkit.testing.FakeProviderEmulator` speaks
+Protocol (JSON over HTTP; the same one `fluxkit.testing.FakeProviderEmulator` speaks
 with scripting on top — the two are written separately so each checks the other):
 
 =======  ====================================  ==============================================

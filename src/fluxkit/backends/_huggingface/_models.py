@@ -2,7 +2,7 @@
 
 Models are Hub repo ids (``black-forest-labs/FLUX.1-dev``); which provider serves one, and under
 which provider-side id, comes from the Hub's ``inferenceProviderMapping`` at run time
-(:mod:`._mapping`). The table here holds what is true of the *model* on every provider (default
+(`._mapping`). The table here holds what is true of the *model* on every provider (default
 steps, guidance); each routed provider's own limits (LoRA count, scales, sizes) are checked
 against that provider's table before the job is submitted.
 """

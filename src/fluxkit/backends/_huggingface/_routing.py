@@ -10,7 +10,7 @@ crosses the wire:
   the provider's routing query (fal's queue: ``?_subdomain=queue``, as
   ``huggingface_hub``'s ``FalAIQueueTask`` sends it);
 * a request anywhere else loses its ``Authorization`` header: the token never leaves Hugging Face;
-* the router's ``402 Payment Required`` becomes :class:`~fluxkit.BillingError` on any request,
+* the router's ``402 Payment Required`` becomes `BillingError` on any request,
   and other refusals are mapped exactly as the driver maps them.
 
 Acceptance, cancel requests (rewritten the same way), waits and events pass through, so the

@@ -1,4 +1,4 @@
-"""One fluxkit :class:`~fluxkit.backends.Call` in, pipeline arguments out, and images back."""
+"""One fluxkit `Call` in, pipeline arguments out, and images back."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def to_pil(image: InputImage) -> Any:
 
 
 def encode_output(image: Any, seed: int, fmt: str) -> ImageOutput:
-    """A pipeline PIL image as fluxkit's :class:`ImageOutput`, encoded as ``fmt``."""
+    """A pipeline PIL image as fluxkit's `ImageOutput`, encoded as ``fmt``."""
     from fluxkit._core._media import encode_image
 
     data = encode_image(image, fmt)

@@ -32,7 +32,7 @@ _DTYPES = {
 
 
 def require_local_extra() -> None:
-    """Raise :class:`MissingDependencyError` naming the first missing ``local`` package.
+    """Raise `MissingDependencyError` naming the first missing ``local`` package.
 
     Only looks the packages up (no import), so constructing the backend stays cheap.
     """

@@ -1,10 +1,10 @@
 """LoRA files for the local backend: fetch, verify, identify, and keep recently used ones loaded.
 
-* :class:`LoraResolver` turns a :class:`~fluxkit.LoRA` into a verified local ``.safetensors``
+* `LoraResolver` turns a `LoRA` into a verified local ``.safetensors``
   file with its content hash. Hub files live in the Hugging Face cache; URL downloads are stored
   by content hash under the fluxkit cache. Resolutions are memoised, so a LoRA used again costs a
   ``stat()``, not a read or a network round trip.
-* :class:`AdapterCache` keeps up to ``capacity`` adapters loaded in the pipeline (LRU), keyed by
+* `AdapterCache` keeps up to ``capacity`` adapters loaded in the pipeline (LRU), keyed by
   content hash, and activates a request's LoRAs with their scales through ``set_adapters``.
 """
 
@@ -271,7 +271,7 @@ def _download(lora: LoRA, field: str) -> Iterator[bytes]:
 
 
 def _pick_weight(names: list[str], lora: LoRA, field: str) -> list[str]:
-    """The one LoRA file of a repo/directory, by :func:`fluxkit.lora._hubfiles.choose_primary`:
+    """The one LoRA file of a repo/directory, by `fluxkit.lora._hubfiles.choose_primary`:
     the same rule as ``fluxkit.lora`` and the hosted backends, so a source means one file
     everywhere."""
     primary = choose_primary(names)

@@ -70,7 +70,7 @@ class ModelSource:
 def load_pipeline(
     source: ModelSource, *, dtype: Any, token: str | None, single_file_config: str | None
 ) -> Any:
-    """A ``FluxPipeline`` for ``source``; hub failures become :class:`ModelUnavailableError`."""
+    """A ``FluxPipeline`` for ``source``; hub failures become `ModelUnavailableError`."""
     import diffusers
 
     lib: Any = diffusers  # partial annotations upstream; mypy --strict would reject the calls

@@ -2,7 +2,7 @@
 
 Replicate models are Cog predictors, each with its own input schema; the official FLUX ones come
 from https://github.com/replicate/cog-flux (``predict.py``), LoRA models trained on Replicate from
-https://github.com/replicate/flux-fine-tuner. A :class:`Dialect` records the differences that
+https://github.com/replicate/flux-fine-tuner. A `Dialect` records the differences that
 matter to fluxkit, so one builder serves them all.
 """
 
