@@ -48,6 +48,8 @@ class HttpRequest:
     # never shown: they carry credentials (as ``Secret`` values, revealed only by the driver)
     headers: Mapping[str, str | Secret] = field(default_factory=dict, repr=False)
     json: Any = None
+    """The JSON body. ``Secret`` values anywhere inside it (credentials a provider takes in the
+    body, such as RunPod's ``s3Config``) are revealed by the driver only when it sends."""
     content: bytes | None = None
     params: Mapping[str, str] | None = None
     retry: RetryMode = "idempotent"
@@ -64,6 +66,12 @@ class HttpRequest:
     Replicate ``Cancel-After``) or a hold that must not outlast it (``Prefer: wait``). Flows hold
     no clock, so they say *how* and the driver says *when*. A header given as ``""`` is
     removed."""
+
+    deadline_json: Callable[[float], Mapping[str, Any]] | None = field(default=None, compare=False)
+    """JSON members that depend on the time left, merged into ``json`` by the driver at send time
+    (mappings are merged recursively, other values replace): a server-side deadline carried in
+    the body rather than a header, e.g. RunPod's ``{"policy": {"executionTimeout": ms, "ttl":
+    ms}}``. Like :attr:`deadline_headers` it is called only when the call has a deadline."""
 
     submit_grace: bool = True
     """For a submission: may it outlive a cancellation or the deadline (bounded) so the job's

@@ -34,6 +34,7 @@ from fluxkit.testing.fal import FalEmulator
 from fluxkit.testing.hub import HubEmulator
 from fluxkit.testing.huggingface import HuggingFaceEmulator
 from fluxkit.testing.replicate import ReplicateEmulator
+from fluxkit.testing.runpod import RunPodEmulator
 from fluxkit.testing.together import TogetherEmulator, TogetherModel
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "HubEmulator",
     "HuggingFaceEmulator",
     "ReplicateEmulator",
+    "RunPodEmulator",
     "Script",
     "TogetherEmulator",
     "TogetherModel",

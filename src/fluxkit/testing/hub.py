@@ -126,6 +126,8 @@ class HubEmulator(Emulator):
         repo = HubRepo(repo_id, private)
         for path, data in (files or {}).items():
             repo.files[path] = HubFile(data, _is_lfs(path, data))
+            if repo.files[path].lfs:  # served by the CDN route that LFS files redirect to
+                self.lfs_objects[repo.files[path].oid] = data
         if files:
             repo.commits.append(_commit_id(repo_id, len(repo.commits)))
         self.repos[repo_id] = repo
@@ -418,6 +420,12 @@ class HubEmulator(Emulator):
         if data is None:
             return _error(404, "no such object")
         return _ranged(request, data, {"etag": f'"{oid}"'})
+
+    @route("HEAD", r"/_cdn/(?P<oid>[0-9a-f]{64})")
+    def cdn_head(self, request: EmuRequest, oid: str) -> EmuResponse:
+        # The Hub's CDN answers HEAD too (huggingface_hub follows a same-host redirect with it).
+        answer = self.cdn(request, oid)
+        return EmuResponse(answer.status, headers=answer.headers)
 
 
 def _ranged(request: EmuRequest, data: bytes, headers: dict[str, str]) -> EmuResponse:
