@@ -188,7 +188,9 @@ class ComfyUIBackend(HttpBackend):
         env = os.environ if environ is None else environ
         base_url = base_url or env.get(URL_ENV) or DEFAULT_URL
         super().__init__(api_key=None, base_url=base_url, model=model, environ=environ)
-        self.api_key = api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
+        self.api_key = (
+            api_key if isinstance(api_key, Secret) or api_key is None else Secret(api_key)
+        )
         self.models = models or FluxModels()
         self.endpoint = endpoint
         self.workflow: Graph | None = None
@@ -219,9 +221,7 @@ class ComfyUIBackend(HttpBackend):
             )
         if key and secret:
             self._headers["Modal-Key"] = key if isinstance(key, Secret) else Secret(key)
-            self._headers["Modal-Secret"] = (
-                secret if isinstance(secret, Secret) else Secret(secret)
-            )
+            self._headers["Modal-Secret"] = secret if isinstance(secret, Secret) else Secret(secret)
         if self.api_key is not None:
             self._headers["Authorization"] = self.api_key.prefixed("Bearer ")
         self.events: EventSource = (
@@ -351,8 +351,10 @@ class ComfyUIBackend(HttpBackend):
         assert self.mapping is not None
         values = self._values(request, names, loras, extra, seed)
         graph = bind_workflow(self.workflow, self.mapping, values)
-        return graph, ({self.mapping.output} if self.mapping.output else None), (
-            seed if self.mapping.seed else None
+        return (
+            graph,
+            ({self.mapping.output} if self.mapping.output else None),
+            (seed if self.mapping.seed else None),
         )
 
     def _values(
@@ -780,7 +782,8 @@ class ComfyExecutionErrorFallback(ResponseFormatError):
 
     def __init__(self, prompt_id: str, backend: str) -> None:
         super().__init__(
-            "the prompt failed without an execution_error message", backend=backend,
+            "the prompt failed without an execution_error message",
+            backend=backend,
             request_id=prompt_id,
         )
 
@@ -806,7 +809,6 @@ def _checked_extra(request: GenerationRequest) -> dict[str, Any]:
 def _inspect_local_lora(path: str, index: int) -> None:
     """A local LoRA file must be a FLUX LoRA (ComfyUI would silently skip unmatched keys)."""
     from fluxkit.lora import inspect_lora
-
     from fluxkit.lora._family import FLUX1_FAMILIES
 
     family = inspect_lora(path).base_model
@@ -831,7 +833,7 @@ def multipart(
         )
     parts.append(
         (
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{file_field}\"; "
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{file_field}"; '
             f'filename="{filename}"\r\nContent-Type: {mime}\r\n\r\n'
         ).encode()
         + data

@@ -219,7 +219,9 @@ def flux_txt2img(prompt: str, **options: object) -> FluxWorkflow:
     return flux_graph(prompt, **options)  # type: ignore[arg-type]
 
 
-def flux_img2img(prompt: str, image: str, strength: float = 0.75, **options: object) -> FluxWorkflow:
+def flux_img2img(
+    prompt: str, image: str, strength: float = 0.75, **options: object
+) -> FluxWorkflow:
     """Image to image from ``image`` (a file in the server's ``input/``), ``denoise = strength``."""
     return flux_graph(prompt, image=image, strength=strength, **options)  # type: ignore[arg-type]
 

@@ -71,7 +71,12 @@ class Graph:
     # -- building ------------------------------------------------------------------------------
 
     def add(
-        self, class_type: str, *, node_id: str | None = None, title: str | None = None, **inputs: Any
+        self,
+        class_type: str,
+        *,
+        node_id: str | None = None,
+        title: str | None = None,
+        **inputs: Any,
     ) -> NodeRef:
         """Add a ``class_type`` node; links may be given as `Link` or `NodeRef`."""
         if node_id is None:

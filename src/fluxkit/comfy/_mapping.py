@@ -140,7 +140,7 @@ class WorkflowMapping:
         if guidance:
             found["guidance"] = f"{guidance}.guidance"
         latents = graph.nodes_of("EmptySD3LatentImage") + graph.nodes_of("EmptyLatentImage")
-        sizes = [n for n in latents] + graph.nodes_of("ModelSamplingFlux")
+        sizes = list(latents) + graph.nodes_of("ModelSamplingFlux")
         sizes += graph.nodes_of("ImageScale")
         if sizes:
             found["width"] = tuple(f"{n}.width" for n in sizes)
@@ -284,10 +284,10 @@ def bind_json(endpoint: JsonEndpoint, values: Mapping[str, Any]) -> dict[str, An
     for name, value in values.items():
         if value is None or (name == "loras" and not value):
             continue
-        key = endpoint.mapping.get(name)
-        if key is None:
+        target = endpoint.mapping.get(name)
+        if target is None:
             raise ValueError(f"the endpoint {endpoint.path} takes no {name!r}")
-        _put(body, key, value)
+        _put(body, target, value)
     return body
 
 

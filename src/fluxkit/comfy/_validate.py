@@ -307,7 +307,9 @@ def _check_node(
                 )
                 continue
             listed = f"(list of length {len(choices)})" if len(choices) > 20 else str(choices)
-            problem(name, "value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}")
+            problem(
+                name, "value_not_in_list", "Value not in list", f"{name}: '{value}' not in {listed}"
+            )
     return problems
 
 

@@ -126,7 +126,7 @@ class WebsocketEvents:
         if socket is not None:
             try:
                 socket.close()
-            except Exception:  # noqa: BLE001 - closing a broken socket
+            except Exception:
                 pass
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=2)
@@ -185,7 +185,7 @@ class WebsocketEvents:
                             continue
                         if isinstance(message, str):
                             self._file(message)
-            except Exception:  # noqa: BLE001 - any socket failure: fall back, retry later
+            except Exception:
                 pass
             finally:
                 self._socket = None
