@@ -97,10 +97,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--backend",
         default=os.environ.get("FLUXKIT_BACKEND", DEFAULT_CLI_BACKEND),
-        help="fal, together, replicate, diffusers, fake (default: $FLUXKIT_BACKEND, else fal; "
+        help="fal, together, replicate, diffusers, comfyui, fake (default: $FLUXKIT_BACKEND, else fal; "
         'note: the library\'s Generator() defaults to "fake" and never reads $FLUXKIT_BACKEND)',
     )
     parser.add_argument("--model", help="flux-dev, flux-schnell, flux-pro or a provider model id")
+    parser.add_argument(
+        "--base-url", help="the server to talk to (comfyui: default $COMFYUI_URL or :8188)"
+    )
     parser.add_argument(
         "--size", type=parse_size, help="preset (square_hd, portrait_4_3, ...) or WxH"
     )
@@ -156,6 +159,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--overwrite",
         action="store_true",
         help="replace existing files instead of choosing a free name / refusing",
+    )
+    parser.add_argument(
+        "--dry-run",
+        dest="dry_run",
+        action="store_true",
+        help="check the request and print its estimated cost; send nothing",
+    )
+    parser.add_argument(
+        "--max-cost",
+        dest="max_cost",
+        type=float,
+        metavar="USD",
+        help="refuse (exit 2, nothing sent) if the estimated cost passes USD",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output at all")
     parser.add_argument(
@@ -250,10 +266,19 @@ def run(args: argparse.Namespace) -> int:
             print(text, file=sys.stderr)  # logs and CI: one line per state, not per step
 
     kwargs: dict[str, Any] = {} if args.timeout is None else {"timeout": args.timeout}
-    with Generator(args.backend, model=args.model) as generator:
+    if args.max_cost is not None:
+        kwargs["max_cost"] = args.max_cost
+    where = {"base_url": args.base_url} if args.base_url else {}
+    with Generator(args.backend, model=args.model, **where) as generator:
+        if args.dry_run:
+            estimate = generator.estimate_cost(args.prompt, **params)
+            print(f"{generator.backend}: the request is valid; estimated cost {estimate}")
+            return 0
         result = generator.generate(args.prompt, on_event=show, progress=bars, **kwargs, **params)
     for path in _save(result, output, is_file, args.overwrite):
         print(path)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if result.cost is not None and result.cost.usd:
+        print(f"cost: {result.cost}", file=sys.stderr)
     return 0

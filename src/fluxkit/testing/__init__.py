@@ -29,6 +29,7 @@ from fluxkit.testing._emulator import (
 from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
 from fluxkit.testing._replay import Replay, replay
+from fluxkit.testing.comfyui import ComfyUIEmulator
 from fluxkit.testing.fake import FakeProviderEmulator
 from fluxkit.testing.fal import FalEmulator
 from fluxkit.testing.hub import HubEmulator
@@ -46,6 +47,7 @@ __all__ = [
     "EmulatedJob",
     "Emulator",
     "EmulatorTransport",
+    "ComfyUIEmulator",
     "FakeProviderEmulator",
     "FalEmulator",
     "Failure",
