@@ -532,8 +532,18 @@ class _ComfyLoopback(_LoopbackServer):
     emulator: ComfyUIEmulator
 
     def _run(self) -> None:
-        self.loop.call_soon(lambda: self.loop.create_task(self._ticker()))
+        self._tick_task: asyncio.Task[None] | None = None
+
+        def begin() -> None:
+            self._tick_task = self.loop.create_task(self._ticker())
+
+        self.loop.call_soon(begin)
         super()._run()
+
+    def _shutdown(self) -> None:
+        if self._tick_task is not None:
+            self._tick_task.cancel()
+        super()._shutdown()
 
     async def _ticker(self) -> None:
         while True:
