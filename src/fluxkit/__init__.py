@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from fluxkit._generator import AsyncGenerator, GenerationParams, Generator
     from fluxkit._images import InputImage
     from fluxkit._record import read_record
+    from fluxkit._replay import replay
     from fluxkit._results import CallFailure, GeneratedImage, GenerationResult, Timings
     from fluxkit._types import SIZE_PRESETS, GenerationRequest, ImageLike, LoRA
     from fluxkit._uploads import UploadCache
@@ -103,6 +104,7 @@ _LAZY: dict[str, str] = {
     "Timings": "fluxkit._results",
     "UploadCache": "fluxkit._uploads",
     "read_record": "fluxkit._record",
+    "replay": "fluxkit._replay",
 }
 
 __all__ = [
@@ -158,6 +160,7 @@ __all__ = [
     "UploadCache",
     "__version__",
     "read_record",
+    "replay",
 ]
 
 

@@ -63,6 +63,9 @@ class InputImage:
     data: bytes | None = field(default=None, repr=False)
     size: tuple[int, int] | None = None
     """(width, height) of in-memory images; None for URLs (not downloaded)."""
+    path: str | None = field(default=None, compare=False)
+    """The file it was read from, when it was given as a path (kept in generation records so
+    ``fluxkit.replay`` can find it again)."""
 
     @classmethod
     def from_any(cls, value: Any, *, field: str = "image") -> InputImage:
@@ -151,7 +154,9 @@ class InputImage:
             ) from None
         if len(data) > MAX_INPUT_BYTES:
             raise InvalidRequestError(field, shown, _LIMITS, reason="file is too large")
-        return cls._from_bytes(data, field)
+        from dataclasses import replace
+
+        return replace(cls._from_bytes(data, field), path=str(path.resolve()))
 
     @classmethod
     def _from_bytes(cls, data: bytes, field: str) -> InputImage:

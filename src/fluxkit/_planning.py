@@ -131,25 +131,65 @@ def plan_generation(
     return Plan(request, model, caps, calls, warnings)
 
 
+RECORD_FIELDS = (
+    "prompt",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "strength",
+    "reference_strength",
+    "output_format",
+)
+
+
 def generation_record(
     plan: Plan, backend: str, seed: int | None, request_id: str | None
 ) -> dict[str, Any]:
-    """What ``GeneratedImage.save()`` embeds in the file."""
+    """What ``GeneratedImage.save()`` embeds in the file: all ``fluxkit.replay`` needs.
+
+    Input images are recorded by content hash, with their path or URL when known (the bytes
+    are never embedded); the model is the provider's resolved id.
+    """
     request = plan.request
-    return {
-        "prompt": request.prompt,
-        "backend": backend,
-        "model": plan.model,
-        "seed": seed,
-        "width": request.width,
-        "height": request.height,
-        "steps": request.steps,
-        "guidance": request.guidance,
-        "loras": [{"source": lora.source, "scale": lora.scale} for lora in request.loras],
-        "strength": request.effective_strength,
-        "request_id": request_id,
-        "fluxkit_version": __version__,
-    }
+    record: dict[str, Any] = {name: getattr(request, name) for name in RECORD_FIELDS}
+    record.update(
+        {
+            "backend": backend,
+            "model": plan.model,
+            "requested_model": request.model,
+            "seed": seed,
+            "loras": [
+                {
+                    "source": lora.source,
+                    "scale": lora.scale,
+                    **({"weight_name": lora.weight_name} if lora.weight_name else {}),
+                    **({"trigger_words": list(lora.trigger_words)} if lora.trigger_words else {}),
+                }
+                for lora in request.loras
+            ],
+            "strength": request.effective_strength,
+            "image": _image_record(request.image),
+            "reference_image": _image_record(request.reference_image),
+            "extra": dict(request.extra),
+            "request_id": request_id,
+            "fluxkit_version": __version__,
+        }
+    )
+    return record
+
+
+def _image_record(image: Any) -> dict[str, Any] | None:
+    if image is None:
+        return None
+    entry: dict[str, Any] = {"sha256": image.sha256}
+    if image.url:
+        entry["url"] = image.url
+    if getattr(image, "path", None):
+        entry["path"] = image.path
+    if image.size:
+        entry["size"] = list(image.size)
+    return entry
 
 
 def assemble_result(

@@ -170,11 +170,15 @@ class Journal:
         marks = ",".join("?" * len(states))
         with self._write() as db:
             rows = db.execute(
-                f"SELECT key FROM jobs WHERE state IN ({marks}) "
-                "AND (owner IS NULL OR lease_until < ?) ORDER BY line, key LIMIT ?",
-                (*states, now, limit),
+                f"SELECT key, owner, lease_until FROM jobs WHERE state IN ({marks}) "
+                "ORDER BY line, key",
+                states,
             ).fetchall()
-            keys = [row[0] for row in rows]
+            keys = [
+                key
+                for key, owner, lease in rows
+                if owner is None or (lease or 0) < now or _dead_here(owner)
+            ][:limit]
             db.executemany(
                 "UPDATE jobs SET owner = ?, lease_until = ?, updated_at = ? WHERE key = ?",
                 [(self.owner, now + LEASE_SECONDS, now, key) for key in keys],
@@ -281,6 +285,17 @@ class Journal:
                 ).fetchall()
         return [_job(row) for row in rows]
 
+    def unfinished_elsewhere(self) -> int:
+        """Jobs not done that another live process holds."""
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT owner, lease_until FROM jobs WHERE state NOT IN ('saved', 'failed') "
+                "AND owner IS NOT NULL AND owner != ?",
+                (self.owner,),
+            ).fetchall()
+        return sum(1 for owner, lease in rows if (lease or 0) >= now and not _dead_here(owner))
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
@@ -295,6 +310,25 @@ class Journal:
             ).fetchall()
         totals = {str(basis): float(total) for basis, total in rows}
         return totals.get("reported", 0.0), totals.get("estimated", 0.0)
+
+
+def _dead_here(owner: str) -> bool:
+    """Whether ``owner`` was a process on this host that no longer runs (kill -9, a crash):
+    its claims lapse at once instead of after the lease."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def _job(row: tuple[Any, ...]) -> Job:

@@ -66,6 +66,8 @@ class BatchSummary:
         failed: ``(line, error type, message)`` per job that failed.
         uncertain: lines of jobs whose submission may or may not have reached the provider
             when an earlier run died (not resent: the provider cannot deduplicate them).
+        elsewhere: jobs not done that another live process working on the same journal
+            holds (they are its to finish).
         cost_reported: USD of the jobs done, from what the providers reported.
         cost_estimated: USD of the jobs done, from list prices.
         wall: seconds this run took.
@@ -77,18 +79,21 @@ class BatchSummary:
     collected: int = 0
     failed: list[tuple[int, str, str]] = field(default_factory=list)
     uncertain: list[int] = field(default_factory=list)
+    elsewhere: int = 0
     cost_reported: float = 0.0
     cost_estimated: float = 0.0
     wall: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.uncertain
+        return not self.failed and not self.uncertain and not self.elsewhere
 
     def __str__(self) -> str:
         lines = [
             f"{self.saved} saved, {self.skipped} already done, {self.collected} collected by id, "
-            f"{len(self.failed)} failed, {len(self.uncertain)} uncertain in {self.wall:.1f} s; "
+            f"{len(self.failed)} failed, {len(self.uncertain)} uncertain"
+            + (f", {self.elsewhere} held by another process" if self.elsewhere else "")
+            + f" in {self.wall:.1f} s; "
             f"cost ${self.cost_reported + self.cost_estimated:.4f} "
             f"(reported ${self.cost_reported:.4f}, estimated ${self.cost_estimated:.4f})",
         ]
@@ -491,6 +496,7 @@ async def arun_batch(
             {job.line for job in book.jobs("failed") if job.error_type == "JobMayExistError"}
         )
         summary.cost_reported, summary.cost_estimated = book.cost()
+        summary.elsewhere = book.unfinished_elsewhere()
     summary.wall = time.monotonic() - started
     return summary
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fluxkit._exceptions import (
+    BudgetExceeded,
     ConfigurationError,
     FluxkitError,
     InvalidRequestError,
@@ -29,7 +30,7 @@ from fluxkit._version import __version__
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = ("generate", "doctor", "dataset", "lora", "compose")
+_COMMAND_MODULES = ("generate", "batch", "replay", "doctor", "dataset", "lora", "compose")
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -67,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def exit_code_for(error: BaseException) -> int:
     """2 for what the user can fix on the command line (nothing was sent), 1 for failures."""
-    if isinstance(error, InvalidRequestError | ConfigurationError | OutputExistsError):
+    if isinstance(
+        error, InvalidRequestError | ConfigurationError | OutputExistsError | BudgetExceeded
+    ):
         return EXIT_BAD_INPUT
     if isinstance(error, _BAD_INPUT_OS_ERRORS):
         return EXIT_BAD_INPUT
