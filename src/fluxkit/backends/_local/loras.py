@@ -23,6 +23,7 @@ from typing import Any
 
 from fluxkit._exceptions import ConfigurationError, InvalidRequestError
 from fluxkit._types import LoRA
+from fluxkit.backends._local.noise import fold_library_logs
 from fluxkit.lora._hubfiles import choose_primary
 
 __all__ = ["AdapterCache", "LoRALoadError", "LoraFile", "LoraResolver", "detect_format"]
@@ -421,6 +422,7 @@ class AdapterCache:
     def _load(self, pipe: Any, lora: LoRA, file: LoraFile, field: str) -> str:
         self._counter += 1
         name = f"fluxkit_{self._counter}"
+        fold_library_logs()  # "No LoRA keys associated to CLIPTextModel" and the like
         try:
             pipe.load_lora_weights(str(file.path), adapter_name=name)
         except Exception as exc:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fluxkit._exceptions import ConfigurationError
+from fluxkit.backends._local.noise import fold_library_logs
 
 __all__ = ["IpAdapter", "ModelSource", "ModelUnavailableError", "load_pipeline"]
 
@@ -75,6 +76,7 @@ def load_pipeline(
 
     lib: Any = diffusers  # partial annotations upstream; mypy --strict would reject the calls
     repo = source.location
+    fold_library_logs()
     try:
         if source.kind == "file":
             # A single-file checkpoint (BFL/Civitai layout) holds the transformer only; the text
