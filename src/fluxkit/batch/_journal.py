@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_until REAL,
     updated_at REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs(state, line, key);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -169,16 +169,29 @@ class Journal:
         now = time.time()
         marks = ",".join("?" * len(states))
         with self._write() as db:
-            rows = db.execute(
-                f"SELECT key, owner, lease_until FROM jobs WHERE state IN ({marks}) "
-                "ORDER BY line, key",
-                states,
-            ).fetchall()
-            keys = [
-                key
-                for key, owner, lease in rows
-                if owner is None or (lease or 0) < now or _dead_here(owner)
-            ][:limit]
+            keys: list[str] = []
+            for state in states:  # one indexed, ordered scan per state: no sort of the table
+                rows = db.execute(
+                    "SELECT key FROM jobs WHERE state = ? "
+                    "AND (owner IS NULL OR lease_until < ?) ORDER BY line, key LIMIT ?",
+                    (state, now, limit - len(keys)),
+                ).fetchall()
+                keys.extend(row[0] for row in rows)
+                if len(keys) >= limit:
+                    break
+            if len(keys) < limit:
+                # Claims still leased: take over those of processes on this host that died.
+                held = db.execute(
+                    f"SELECT key, owner FROM jobs WHERE state IN ({marks}) "
+                    "AND owner IS NOT NULL AND owner != ? AND lease_until >= ? ORDER BY line, key",
+                    (*states, self.owner, now),
+                ).fetchall()
+                dead: dict[str, bool] = {}
+                for key, owner in held:
+                    if owner not in dead:
+                        dead[owner] = _dead_here(owner)
+                    if dead[owner] and len(keys) < limit:
+                        keys.append(key)
             db.executemany(
                 "UPDATE jobs SET owner = ?, lease_until = ?, updated_at = ? WHERE key = ?",
                 [(self.owner, now + LEASE_SECONDS, now, key) for key in keys],
