@@ -49,7 +49,10 @@ PAGES = sorted(
 
 
 async def _run_page(page: Path) -> None:
-    namespace: dict[str, object] = {"__name__": "__docs__"}
+    import fluxkit
+
+    # Pages assume `import fluxkit` from their first block, which may be a skipped one.
+    namespace: dict[str, object] = {"__name__": "__docs__", "fluxkit": fluxkit}
     for line, code, reason in blocks(page):
         if reason is not None:
             continue
