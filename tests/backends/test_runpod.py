@@ -51,7 +51,9 @@ def test_generate_with_queue_cold_start_and_step_events(emu: RunPodEmulator) -> 
         result = gen.generate("a fox", size=SIZE, steps=4, seed=9, n=2, on_event=events.append)
     assert [i.seed for i in result.images] == [9, 10]
     assert result.images[0].to_pil().size == SIZE
-    assert any(isinstance(e, Queued) for e in events) and any(isinstance(e, Started) for e in events)
+    assert any(isinstance(e, Queued) for e in events) and any(
+        isinstance(e, Started) for e in events
+    )
     (delay,) = [e for e in events if isinstance(e, Log)]
     assert "cold start included" in delay.message
     assert [e.i for e in events if isinstance(e, Step)] == [1, 2, 3, 4]
@@ -143,7 +145,9 @@ def test_failed_job_is_job_failed_error(emu: RunPodEmulator) -> None:
 def test_handler_exception_json_is_unwrapped() -> None:
     from fluxkit.backends.runpod import _error_text
 
-    raw = json.dumps({"error_type": "<class 'ValueError'>", "error_message": "bad", "hostname": "h"})
+    raw = json.dumps(
+        {"error_type": "<class 'ValueError'>", "error_message": "bad", "hostname": "h"}
+    )
     assert _error_text(raw) == "<class 'ValueError'>: bad"
     assert _error_text("handler: boom \ntraceback: ...").startswith("handler: boom")
 

@@ -90,7 +90,12 @@ def test_aliases_of_common_workers_are_accepted() -> None:
             "s3_prefix": "p/",
             "s3_region": "eu-west-1",
             "s3_endpoint_url": "https://s3.example.com",
-            "s3Config": {"accessId": "a", "accessSecret": "s", "bucketName": "b", "endpointUrl": "u"},
+            "s3Config": {
+                "accessId": "a",
+                "accessSecret": "s",
+                "bucketName": "b",
+                "endpointUrl": "u",
+            },
         }
     )
     assert (parsed.steps, parsed.guidance, parsed.n) == (4, 2.5, 2)
@@ -138,7 +143,14 @@ def test_images_as_data_uris_and_s3_urls_with_seeds_metrics_and_progress(
         assert fetched.headers["content-type"] == "image/png"
     assert "X-Amz-Signature" in out["images"][0]["url"]
     metrics = out["metrics"]
-    assert {"load_s", "lora_fetch_s", "lora_switch_s", "inference_s", "encode_s", "upload_s"} <= set(metrics)
+    assert {
+        "load_s",
+        "lora_fetch_s",
+        "lora_switch_s",
+        "inference_s",
+        "encode_s",
+        "upload_s",
+    } <= set(metrics)
     steps = [p for job, p in progress_log if job == "both-1"]
     assert {(p["step"], p["of"]) for p in steps} >= {(1, 3), (2, 3), (3, 3)}
     head = s3_client.head_object(Bucket=BUCKET, Key="fluxkit/both-1/0-11.png")
@@ -171,8 +183,14 @@ def test_private_lora_with_the_requests_token_only(worker: Worker, hub: tuple[An
     downloads = worker.store.downloads
     again = run(
         worker,
-        {"prompt": "a cat", "size": SIZE, "steps": 2, "seed": 2, "hf_token": HF_TOKEN,
-         "loras": [{"source": "me/private-lora", "scale": 0.5}]},
+        {
+            "prompt": "a cat",
+            "size": SIZE,
+            "steps": 2,
+            "seed": 2,
+            "hf_token": HF_TOKEN,
+            "loras": [{"source": "me/private-lora", "scale": 0.5}],
+        },
     )
     assert "error" not in again and worker.store.downloads == downloads  # served from the cache
     # Another request without the token: the cached copy is not handed out.
@@ -191,8 +209,10 @@ def test_lora_switch_does_not_reload_the_base_model(worker: Worker) -> None:
     assert worker._backend is not None
     loads = worker._backend.stats.pipeline_loads
     for source in ("hf://me/public-lora", "hf://me/private-lora", "hf://me/public-lora"):
-        out = run(worker, {"prompt": "x", "size": SIZE, "steps": 1, "loras": [source],
-                           "hf_token": HF_TOKEN})
+        out = run(
+            worker,
+            {"prompt": "x", "size": SIZE, "steps": 1, "loras": [source], "hf_token": HF_TOKEN},
+        )
         assert "error" not in out, out
     assert worker._backend.stats.pipeline_loads == loads == 1
 
@@ -218,21 +238,43 @@ def test_malformed_request_is_a_failed_job_naming_the_field(
 
 
 def test_s3_failure_fails_the_job_unless_base64_was_asked_too(worker: Worker) -> None:
-    out = run(worker, {"prompt": "x", "size": SIZE, "steps": 1, "s3_bucket": "no-such-bucket",
-                       "aws_access_key_id": "test", "aws_secret_access_key": "test"})
+    out = run(
+        worker,
+        {
+            "prompt": "x",
+            "size": SIZE,
+            "steps": 1,
+            "s3_bucket": "no-such-bucket",
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+        },
+    )
     assert set(out) == {"error"}
     assert "s3://no-such-bucket" in out["error"] and "NoSuchBucket" in out["error"]
-    both = run(worker, {"prompt": "x", "size": SIZE, "steps": 1, "s3_bucket": "no-such-bucket",
-                        "aws_access_key_id": "test", "aws_secret_access_key": "test",
-                        "output": "both"})
+    both = run(
+        worker,
+        {
+            "prompt": "x",
+            "size": SIZE,
+            "steps": 1,
+            "s3_bucket": "no-such-bucket",
+            "aws_access_key_id": "test",
+            "aws_secret_access_key": "test",
+            "output": "both",
+        },
+    )
     assert both["images"][0]["image"].startswith("data:image/png")
     assert "url" not in both["images"][0] and "NoSuchBucket" in both["warnings"][0]
 
 
 def test_streaming_handler_yields_steps_then_the_result(worker: Worker) -> None:
     async def collect() -> list[dict[str, Any]]:
-        return [item async for item in worker.stream(
-            {"id": "s1", "input": {"prompt": "x", "size": SIZE, "steps": 3, "output": "base64"}})]
+        return [
+            item
+            async for item in worker.stream(
+                {"id": "s1", "input": {"prompt": "x", "size": SIZE, "steps": 3, "output": "base64"}}
+            )
+        ]
 
     items = asyncio.run(collect())
     assert [i["step"] for i in items[:-1]] == [1, 2, 3]
@@ -281,24 +323,45 @@ def test_credentials_never_appear_in_logs_output_errors_or_s3(
     }
     results = [
         # succeeds: private LoRA with the token; S3 through RunPod's s3Config with planted keys
-        asyncio.run(worker.run({
-            "id": "secret-ok",
-            "input": {"prompt": "x", "size": SIZE, "steps": 1, "output": "both",
-                      "loras": ["hf://me/private-lora"], "hf_token": HF_TOKEN},
-            "s3Config": {"accessId": AWS_KEY_ID, "accessSecret": AWS_SECRET,
-                         "bucketName": BUCKET, "endpointUrl": worker.settings.s3.endpoint_url},
-        })),
+        asyncio.run(
+            worker.run(
+                {
+                    "id": "secret-ok",
+                    "input": {
+                        "prompt": "x",
+                        "size": SIZE,
+                        "steps": 1,
+                        "output": "both",
+                        "loras": ["hf://me/private-lora"],
+                        "hf_token": HF_TOKEN,
+                    },
+                    "s3Config": {
+                        "accessId": AWS_KEY_ID,
+                        "accessSecret": AWS_SECRET,
+                        "bucketName": BUCKET,
+                        "endpointUrl": worker.settings.s3.endpoint_url,
+                    },
+                }
+            )
+        ),
         # fails at S3 (no such bucket) with the keys in the request
-        run(worker, {"prompt": "x", "size": SIZE, "steps": 1, "s3_bucket": "missing-bucket",
-                     **planted}),
+        run(
+            worker,
+            {"prompt": "x", "size": SIZE, "steps": 1, "s3_bucket": "missing-bucket", **planted},
+        ),
         # fails at the Hub with a token that is not accepted
-        run(worker, {"prompt": "x", "loras": ["hf://me/private-lora"],
-                     "hf_token": HF_TOKEN + "X"}),
+        run(worker, {"prompt": "x", "loras": ["hf://me/private-lora"], "hf_token": HF_TOKEN + "X"}),
         # a malformed request that still carries the credentials
         run(worker, {"prompt": "x", "steps": "bad", **planted}),
         # the token planted in the prompt and a LoRA URL: echoed text is masked too
-        run(worker, {"prompt": f"say {HF_TOKEN}", "loras": [f"https://x.invalid/{HF_TOKEN}.bin"],
-                     "hf_token": HF_TOKEN}),
+        run(
+            worker,
+            {
+                "prompt": f"say {HF_TOKEN}",
+                "loras": [f"https://x.invalid/{HF_TOKEN}.bin"],
+                "hf_token": HF_TOKEN,
+            },
+        ),
     ]
     assert "images" in results[0] and all("error" in r for r in results[1:])
     captured = capsys.readouterr()
@@ -306,8 +369,14 @@ def test_credentials_never_appear_in_logs_output_errors_or_s3(
     metadata = [s3_client.head_object(Bucket=BUCKET, Key=o["Key"])["Metadata"] for o in objects]
     keys = [o["Key"] for o in objects]
     haystack = "\n".join(
-        [json.dumps(results), caplog.text, captured.out, captured.err, json.dumps(metadata),
-         json.dumps(keys)]
+        [
+            json.dumps(results),
+            caplog.text,
+            captured.out,
+            captured.err,
+            json.dumps(metadata),
+            json.dumps(keys),
+        ]
         + [record.getMessage() for record in caplog.records]
     )
     # A SigV4 presigned URL carries the access key *id* by design (X-Amz-Credential): it may
@@ -344,28 +413,38 @@ def test_lora_cache_is_bounded_lru_by_content_hash(
     assert not again.downloaded and again.sha256 == first[0].sha256
 
 
-def test_test_input_runs_a_real_generation_and_exits_0(
-    model_dir: Path, tmp_path: Path
-) -> None:
+def test_test_input_runs_a_real_generation_and_exits_0(model_dir: Path, tmp_path: Path) -> None:
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNPOD_")}
-    env.update(FLUXKIT_MODEL=str(model_dir), FLUXKIT_DEVICE="cpu", OMP_NUM_THREADS="1",
-               FLUXKIT_LORA_CACHE_DIR=str(tmp_path / "cache"))
+    env.update(
+        FLUXKIT_MODEL=str(model_dir),
+        FLUXKIT_DEVICE="cpu",
+        OMP_NUM_THREADS="1",
+        FLUXKIT_LORA_CACHE_DIR=str(tmp_path / "cache"),
+    )
     job = {"input": {"prompt": "a fox", "size": SIZE, "steps": 2, "seed": 4}}
     done = subprocess.run(
         [sys.executable, "-m", "fluxkit.worker", "--test_input", json.dumps(job)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    line = next(l for l in done.stdout.splitlines() if l.startswith('{"output"'))
+    line = next(x for x in done.stdout.splitlines() if x.startswith('{"output"'))
     output = json.loads(line)["output"]
     assert output["seeds"] == [4] and decode(output["images"][0]["image"]).startswith(b"\x89PNG")
     bad = subprocess.run(
         [sys.executable, "-m", "fluxkit.worker", "--test_input", '{"input": {"steps": 2}}'],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert bad.returncode == 1 and "prompt" in bad.stdout + bad.stderr
 

@@ -52,7 +52,10 @@ def endpoint(
         with log.open("w") as sink:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "fluxkit.worker"],
-                cwd=folder, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                cwd=folder,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
             )
             try:
                 deadline = time.monotonic() + 120
@@ -83,9 +86,7 @@ def test_generate_through_the_real_worker_loop(
     emu, url, _ = endpoint
     events: list[Any] = []
     with generator(url, timeout=90) as gen:
-        result = gen.generate(
-            "a fox", size=SIZE, steps=4, seed=21, n=2, on_event=events.append
-        )
+        result = gen.generate("a fox", size=SIZE, steps=4, seed=21, n=2, on_event=events.append)
     assert [image.seed for image in result.images] == [21, 22]
     for image in result.images:
         assert image.url is not None and f"/{BUCKET}/fluxkit/" in image.url  # an S3 URL
@@ -124,7 +125,10 @@ def test_cancel_reaches_the_running_job_and_the_worker_goes_on(
                 first.set()
 
         async with fluxkit.AsyncGenerator(
-            "runpod", endpoint_id="fluxkit-endpoint", api_key=KEY, base_url=f"{url}/v2",
+            "runpod",
+            endpoint_id="fluxkit-endpoint",
+            api_key=KEY,
+            base_url=f"{url}/v2",
             timeout=90,
         ) as gen:
             task = asyncio.ensure_future(

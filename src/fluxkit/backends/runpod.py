@@ -172,13 +172,15 @@ def parse_images(output: Any, call: Call) -> list[ImageOutput]:
             kind = sniff_format(data) or kind
             try:
                 width, height = image_size(data)
-            except Exception:  # noqa: S110 - an undecodable image is caught when opened
+            except Exception:
                 pass
             images.append(ImageOutput(seed, width, height, kind, data=data))
         elif isinstance(url, str) and url:
             images.append(ImageOutput(seed, width, height, kind, url=url))
     if not images:
-        raise ResponseFormatError("the worker's output holds no image", backend="runpod", body=output)
+        raise ResponseFormatError(
+            "the worker's output holds no image", backend="runpod", body=output
+        )
     return images
 
 
@@ -388,7 +390,9 @@ class _Watcher:
             events.append(Started(request_id=self.job_id))
             delay = _seconds(job.get("delayTime"))
             if delay is not None:
-                line = f"a worker took the job after {delay:.1f} s in the queue (cold start included)"
+                line = (
+                    f"a worker took the job after {delay:.1f} s in the queue (cold start included)"
+                )
                 self.lines.append(line)
                 events.append(Log(line))
         if status == "IN_PROGRESS":
@@ -418,7 +422,10 @@ def _job_of(response: HttpResponse, *, need_id: bool = True) -> dict[str, Any]:
         body = response.text
     if not isinstance(body, dict) or (need_id and not isinstance(body.get("id"), str)):
         raise ResponseFormatError(
-            "expected a RunPod job object", backend="runpod", body=body, status_code=response.status_code
+            "expected a RunPod job object",
+            backend="runpod",
+            body=body,
+            status_code=response.status_code,
         )
     return body
 

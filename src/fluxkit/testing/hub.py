@@ -424,7 +424,10 @@ class HubEmulator(Emulator):
     @route("HEAD", r"/_cdn/(?P<oid>[0-9a-f]{64})")
     def cdn_head(self, request: EmuRequest, oid: str) -> EmuResponse:
         # The Hub's CDN answers HEAD too (huggingface_hub follows a same-host redirect with it).
-        answer = self.cdn(request, oid)
+        data = self.lfs_objects.get(oid)
+        if data is None:
+            return _error(404, "no such object")
+        answer = _ranged(request, data, {"etag": f'"{oid}"'})
         return EmuResponse(answer.status, headers=answer.headers)
 
 

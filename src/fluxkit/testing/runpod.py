@@ -292,6 +292,9 @@ class RunPodEmulator(Emulator):
 
     @route("GET", rf"/v2/{_EID}/status/(?P<job_id>[\w.-]+)")
     def status(self, request: EmuRequest, endpoint: str, job_id: str) -> EmuResponse:
+        return self._status(request, job_id)
+
+    def _status(self, request: EmuRequest, job_id: str) -> EmuResponse:
         if not self._authorised(request):
             return EmuResponse(401, body=b"Unauthorized")
         job = self._job(job_id)
@@ -301,10 +304,13 @@ class RunPodEmulator(Emulator):
 
     @route("POST", rf"/v2/{_EID}/status/(?P<job_id>[\w.-]+)")
     def status_post(self, request: EmuRequest, endpoint: str, job_id: str) -> EmuResponse:
-        return self.status(request, endpoint, job_id)
+        return self._status(request, job_id)
 
     @route("GET", rf"/v2/{_EID}/stream/(?P<job_id>[\w.-]+)")
     def stream(self, request: EmuRequest, endpoint: str, job_id: str) -> EmuResponse:
+        return self._stream(request, job_id)
+
+    def _stream(self, request: EmuRequest, job_id: str) -> EmuResponse:
         if not self._authorised(request):
             return EmuResponse(401, body=b"Unauthorized")
         job = self._job(job_id)
@@ -316,7 +322,7 @@ class RunPodEmulator(Emulator):
 
     @route("POST", rf"/v2/{_EID}/stream/(?P<job_id>[\w.-]+)")
     def stream_post(self, request: EmuRequest, endpoint: str, job_id: str) -> EmuResponse:
-        return self.stream(request, endpoint, job_id)
+        return self._stream(request, job_id)
 
     @route("POST", rf"/v2/{_EID}/cancel/(?P<job_id>[\w.-]+)")
     def cancel(self, request: EmuRequest, endpoint: str, job_id: str) -> EmuResponse:
@@ -336,7 +342,11 @@ class RunPodEmulator(Emulator):
         if job is None or job.status not in ("FAILED", "TIMED_OUT"):
             return EmuResponse(400, json={"error": "only FAILED or TIMED_OUT jobs can be retried"})
         job.status, job.taken_at, job.finished_at, job.error, job.output = (
-            "IN_QUEUE", None, None, None, None,
+            "IN_QUEUE",
+            None,
+            None,
+            None,
+            None,
         )
         job.created, job.stream, job.stream_read, job.stop_sent = self.clock(), [], 0, False
         return EmuResponse(200, json={"id": job.id, "status": "IN_QUEUE"})
@@ -359,7 +369,9 @@ class RunPodEmulator(Emulator):
             counts[key.get(job.status, "failed")] += 1
         running = len({j.worker for j in self.jobs.values() if j.status == "IN_PROGRESS"})
         idle = max(0, len(self.workers_seen) - running)
-        return EmuResponse(200, json={"jobs": counts, "workers": {"idle": idle, "running": running}})
+        return EmuResponse(
+            200, json={"jobs": counts, "workers": {"idle": idle, "running": running}}
+        )
 
     # -- worker API ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
 from fluxkit._events import Event
 from fluxkit.backends._base import Call, CallOutput, CancelToken
 from fluxkit.backends.diffusers import DiffusersBackend

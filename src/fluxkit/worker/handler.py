@@ -30,7 +30,7 @@ from fluxkit.worker.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from fluxkit._generator import AsyncGenerator
-    from fluxkit.backends.diffusers import DiffusersBackend
+    from fluxkit.worker._timed import TimedBackend
 
 __all__ = ["Progress", "Worker", "default_worker", "handler", "stream_handler"]
 
@@ -72,7 +72,7 @@ class Worker:
             hub_endpoint=self.settings.hub_endpoint,
         )
         self.cold_start: dict[str, float] = {}
-        self._backend: DiffusersBackend | None = None
+        self._backend: TimedBackend | None = None
         self._generator: AsyncGenerator | None = None
         self._preloaded: tuple[LoRA, ...] = ()
         self._reported_load = False
@@ -116,7 +116,7 @@ class Worker:
         }
         return self.cold_start
 
-    def _preload(self, pipe: Any, backend: DiffusersBackend) -> list[LoRA]:
+    def _preload(self, pipe: Any, backend: TimedBackend) -> list[LoRA]:
         settings = self.settings
         token = settings.hf_token.reveal() if settings.hf_token else None
         loras: list[LoRA] = []
@@ -164,7 +164,9 @@ class Worker:
             try:
                 while True:
                     getter = asyncio.ensure_future(queue.get())
-                    done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                    done, _ = await asyncio.wait(
+                        {getter, task}, return_when=asyncio.FIRST_COMPLETED
+                    )
                     if getter in done:
                         yield getter.result()
                         continue
@@ -178,7 +180,7 @@ class Worker:
                     task.cancel()
                     try:
                         await task
-                    except BaseException:  # noqa: S110 - the cancellation is the caller's
+                    except BaseException:
                         pass
 
     async def _job(
@@ -203,11 +205,14 @@ class Worker:
                 token = self.settings.hf_token.reveal()
             fetch_started = time.perf_counter()
             cached = await asyncio.to_thread(
-                self.store.fetch_all, list(zip(request.loras, lora_fields, strict=True)), token=token
+                self.store.fetch_all,
+                list(zip(request.loras, lora_fields, strict=True)),
+                token=token,
             )
             metrics["lora_fetch_s"] = time.perf_counter() - fetch_started
             loras = tuple(
-                LoRA(str(item.path), scale=lora.scale) for item, lora in zip(cached, request.loras, strict=True)
+                LoRA(str(item.path), scale=lora.scale)
+                for item, lora in zip(cached, request.loras, strict=True)
             )
             request = request.evolve(loras=self._preloaded + loras)
             result = await self._generate(job, request, queue, stream, metrics)
@@ -217,7 +222,12 @@ class Worker:
             if output_mode is None:
                 output_mode = "s3" if target.configured else "base64"
             items: list[dict[str, Any]] = [
-                {"seed": image.seed, "width": image.width, "height": image.height, "format": image.format}
+                {
+                    "seed": image.seed,
+                    "width": image.width,
+                    "height": image.height,
+                    "format": image.format,
+                }
                 for image in images
             ]
             warnings: list[str] = []
@@ -284,14 +294,24 @@ class Worker:
         }
         if job_input.size is not None:
             fields["size"] = job_input.size
-        for name in ("width", "height", "steps", "guidance", "seed", "strength", "reference_strength"):
+        for name in (
+            "width",
+            "height",
+            "steps",
+            "guidance",
+            "seed",
+            "strength",
+            "reference_strength",
+        ):
             value = getattr(job_input, name)
             if value is not None:
                 fields[name] = value
         for name in ("image", "reference_image"):
             value = getattr(job_input, name)
             if value is not None:
-                fields[name] = value if value.startswith(("https://", "data:")) else base64.b64decode(value)
+                fields[name] = (
+                    value if value.startswith(("https://", "data:")) else base64.b64decode(value)
+                )
         if job_input.extra:
             fields["extra"] = job_input.extra
         fields["loras"] = [

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from fluxkit._types import LoRA
@@ -59,9 +59,7 @@ class LoraStore:
         ```
     """
 
-    def __init__(
-        self, root: Path, *, max_bytes: int, hub_endpoint: str | None = None
-    ) -> None:
+    def __init__(self, root: Path, *, max_bytes: int, hub_endpoint: str | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.hub_endpoint = hub_endpoint
@@ -205,7 +203,7 @@ class LoraStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=self.blobs, suffix=".part", delete=False) as tmp:
             try:
-                http_get(url, tmp, headers=headers, displayed_filename="LoRA")
+                http_get(url, cast("BinaryIO", tmp), headers=headers, displayed_filename="LoRA")
             except Exception as exc:
                 Path(tmp.name).unlink(missing_ok=True)
                 status = getattr(getattr(exc, "response", None), "status_code", None)

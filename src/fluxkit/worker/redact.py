@@ -26,7 +26,9 @@ class _Filter(logging.Filter):
         if clean != message or record.args:
             record.msg, record.args = clean, None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = self.redactor.scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.redactor.scrub(
+                logging.Formatter().formatException(record.exc_info)
+            )
             record.exc_info = None
         return True
 

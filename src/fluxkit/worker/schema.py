@@ -49,7 +49,9 @@ class LoraInput(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     source: str = Field(validation_alias=AliasChoices("source", "path", "repo", "url"))
-    scale: float = Field(default=1.0, ge=-4.0, le=4.0, validation_alias=AliasChoices("scale", "weight"))
+    scale: float = Field(
+        default=1.0, ge=-4.0, le=4.0, validation_alias=AliasChoices("scale", "weight")
+    )
     weight_name: str | None = None
 
 
@@ -58,10 +60,10 @@ class S3Input(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    accessId: SecretStr | None = None  # noqa: N815 - RunPod's spelling
-    accessSecret: SecretStr | None = None  # noqa: N815
-    bucketName: str | None = None  # noqa: N815
-    endpointUrl: str | None = None  # noqa: N815
+    accessId: SecretStr | None = None
+    accessSecret: SecretStr | None = None
+    bucketName: str | None = None
+    endpointUrl: str | None = None
 
 
 class WorkerInput(BaseModel):
@@ -74,8 +76,12 @@ class WorkerInput(BaseModel):
     size: str | tuple[int, int] | None = None
     width: int | None = None
     height: int | None = None
-    steps: int | None = Field(default=None, validation_alias=AliasChoices("steps", "num_inference_steps"))
-    guidance: float | None = Field(default=None, validation_alias=AliasChoices("guidance", "guidance_scale"))
+    steps: int | None = Field(
+        default=None, validation_alias=AliasChoices("steps", "num_inference_steps")
+    )
+    guidance: float | None = Field(
+        default=None, validation_alias=AliasChoices("guidance", "guidance_scale")
+    )
     seed: int | None = None
     n: int = Field(default=1, validation_alias=AliasChoices("n", "num_images", "num_outputs"))
     loras: list[LoraInput | str] = Field(default_factory=list)
@@ -97,7 +103,7 @@ class WorkerInput(BaseModel):
     s3_prefix: str | None = None
     s3_region: str | None = None
     s3_endpoint_url: str | None = None
-    s3Config: S3Input | None = None  # noqa: N815 - RunPod's spelling
+    s3Config: S3Input | None = None
 
     @field_validator("image", "reference_image")
     @classmethod
