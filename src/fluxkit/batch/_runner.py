@@ -516,7 +516,16 @@ def run_batch(
     requests: Iterable[Mapping[str, Any] | str],
     generator: Generator | AsyncGenerator,
     out_dir: str | os.PathLike[str],
-    **options: Any,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    concurrency: int = 8,
+    max_cost: float | None = None,
+    dedupe: bool = True,
+    journal: str | os.PathLike[str] | None = None,
+    outage_timeout: float = 600.0,
+    retry_failed: bool = False,
+    resubmit_uncertain: bool = False,
+    on_progress: Callable[[Job, str], None] | None = None,
 ) -> BatchSummary:
     """Generate every request into ``out_dir``, surviving crashes, in budget.
 
@@ -564,7 +573,24 @@ def run_batch(
 
     def main() -> None:
         try:
-            outcome.append(anyio.run(lambda: arun_batch(requests, generator, out_dir, **options)))
+            outcome.append(
+                anyio.run(
+                    lambda: arun_batch(
+                        requests,
+                        generator,
+                        out_dir,
+                        defaults=defaults,
+                        concurrency=concurrency,
+                        max_cost=max_cost,
+                        dedupe=dedupe,
+                        journal=journal,
+                        outage_timeout=outage_timeout,
+                        retry_failed=retry_failed,
+                        resubmit_uncertain=resubmit_uncertain,
+                        on_progress=on_progress,
+                    )
+                )
+            )
         except BaseException as exc:
             failure.append(exc)
 
