@@ -102,8 +102,13 @@ def test_check_with_nothing_configured_sends_nothing(capsys: pytest.CaptureFixtu
 
 
 def test_debug_is_accepted_anywhere(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    handlers = list(logging.getLogger("fluxkit").handlers)
     assert main(["doctor", "--debug"]) == 0
     assert main(["--debug", "doctor"]) == 0
+    assert main(["doctor", "--", "--debug"]) == 2  # after "--" it is an argument, not the flag
+    assert logging.getLogger("fluxkit").handlers == handlers  # the debug log ends with the run
     assert main(["doctor", "--help"]) == 0
     help_text = capsys.readouterr().out
     assert "--check" in help_text

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from fluxkit._exceptions import (
@@ -143,22 +143,33 @@ class _StderrHandler(logging.StreamHandler[Any]):
         pass
 
 
-def _debug_logging() -> None:
-    """fluxkit's own log records (and the third-party ones folded into it) on stderr."""
+@contextlib.contextmanager
+def _debug_logging(debug: bool) -> Iterator[None]:
+    """With ``--debug``: fluxkit's log records (and the third-party ones folded into it) on
+    stderr, for this command only (``main()`` may run many times in one process)."""
+    if not debug:
+        yield
+        return
     logger = logging.getLogger("fluxkit")
-    logger.setLevel(logging.DEBUG)
-    if any(handler.get_name() == "fluxkit-cli" for handler in logger.handlers):
-        return  # main() called again in the same process
+    level = logger.level
     handler = _StderrHandler()
-    handler.set_name("fluxkit-cli")
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _run(arguments: list[str], debug: bool) -> int:
+    with _debug_logging(debug):
+        return _run_command(arguments, debug)
+
+
+def _run_command(arguments: list[str], debug: bool) -> int:
     try:
-        if debug:
-            _debug_logging()
         parser = build_parser()
         try:
             args = parser.parse_args(arguments)
