@@ -297,3 +297,25 @@ def test_kill_9_at_random_points_loses_nothing_and_pays_nothing_twice(tmp_path: 
     collected = {rid for entry in entries for rid in entry["request_ids"]}  # type: ignore[attr-defined]
     assert collected == set(emu.jobs)
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+
+
+def test_comfyui_batches_collect_by_prompt_id_and_never_queue_twice(tmp_path: Path) -> None:
+    from fluxkit.testing import ComfyUIEmulator
+
+    emu = ComfyUIEmulator()
+    defaults = {"size": (256, 256), "steps": 2}
+    jobs = expand(["a fox", "an owl"], defaults)
+    with emu.generator() as gen:
+        # an earlier run queued the first job (prompt id derived from the job key), then died
+        gen.generate(
+            "a fox", idempotency_key=jobs[0][0], seed=jobs[0][2]["seed"], size=(256, 256), steps=2
+        )
+    assert len(emu.history) == 1
+    with Journal.open(tmp_path / JOURNAL_NAME) as journal:
+        journal.plan(jobs)
+        journal.submitting(jobs[0][0], "comfyui")
+    with emu.generator() as gen:
+        summary = run_batch(["a fox", "an owl"], gen, tmp_path, defaults=defaults)
+    assert summary.ok and summary.saved == 2
+    assert len(emu.history) == 2  # the fox was found on the server, not queued again
+    assert len(emu.requests(r"^/prompt$", method="POST")) == 2

@@ -49,7 +49,7 @@ class Call:
     index: int = 0
     idempotency_key: str | None = None
     """A key the provider deduplicates submissions on, where it supports one
-    (``HttpBackend.deduplicates``); set from ``generate(..., idempotency_key=)``."""
+    (``HttpBackend.deduplicates()``); set from ``generate(..., idempotency_key=)``."""
     follow_request_id: str | None = None
     """Collect this already accepted job instead of submitting (``Generator.collect``)."""
 
@@ -186,9 +186,11 @@ class HttpBackend(_BackendBase):
             return None
         return resolve_secret(api_key, env_vars=self.env_vars, backend=self.name, environ=environ)
 
-    deduplicates: ClassVar[bool] = False
-    """Whether the provider deduplicates submissions on ``Call.idempotency_key``: then a
-    submission with no clear answer is resent safely, even after a crash."""
+    def deduplicates(self) -> bool:
+        """Whether a submission carrying ``Call.idempotency_key`` can be sent again safely —
+        the provider (or the flow, by looking the job up first) makes it the same job. Batches
+        then resend jobs a crash left mid-submission instead of reporting them uncertain."""
+        return False
 
     @abstractmethod
     def flow(self, call: Call) -> Flow[CallOutput]:

@@ -131,6 +131,13 @@ def _env(environ: Mapping[str, str], names: Sequence[str]) -> str | None:
     return None
 
 
+def _prompt_id(call: Call) -> str:
+    """A fresh id, or one derived from the call's idempotency key (the same key, the same id)."""
+    if call.idempotency_key is not None:
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fluxkit:{call.idempotency_key}"))
+    return str(uuid.uuid4())
+
+
 class ComfyUIBackend(HttpBackend):
     """A ComfyUI server's native API (or a one-shot JSON endpoint in front of one).
 
@@ -268,6 +275,11 @@ class ComfyUIBackend(HttpBackend):
             "/interrupt", {"prompt_id": prompt_id}, retry="never", raise_for_status=False
         )
 
+    def deduplicates(self) -> bool:
+        """With an idempotency key the prompt id is derived from it, and the flow looks it up
+        (queue, history) before queueing: a resend finds the first. Not for one-shot endpoints."""
+        return self.endpoint is None
+
     # -- the flow ----------------------------------------------------------------------------
 
     def flow(self, call: Call) -> Flow[CallOutput]:
@@ -285,7 +297,14 @@ class ComfyUIBackend(HttpBackend):
         graph, outputs, seed = self.graph_for(call, names, loras, extra)
         if self.check_models:
             yield from self._check(graph, set(names.values()))
-        prompt_id = str(uuid.uuid4())
+        prompt_id = _prompt_id(call)
+        if call.idempotency_key is not None:
+            # The id follows from the key: if an earlier submission with this key reached the
+            # server (a crash, a dropped answer), it is in the queue or the history — collect
+            # it instead of queueing the graph a second time.
+            seen = yield from self._known(prompt_id)
+            if seen:
+                return (yield from self._collect(prompt_id, call, outputs, seed))
         self.events.watch(prompt_id)
         try:
             for _ in range(100):  # give a fresh socket up to ~1 s to open: it then sees it all
@@ -308,6 +327,44 @@ class ComfyUIBackend(HttpBackend):
             self.events.unwatch(prompt_id)
         images = yield from self._fetch(entry, outputs, seed, prompt_id)
         return CallOutput(images, request_id=prompt_id)
+
+    def follow(self, call: Call, request_id: str) -> Flow[CallOutput]:
+        """Collect a prompt queued earlier (by its ``prompt_id``): nothing is queued again.
+
+        The graph is rebuilt (uploads are content-addressed, so nothing is re-sent) only to
+        know which outputs and seed to read back.
+        """
+        if self.endpoint is not None:
+            return (yield from super().follow(call, request_id))
+        request = call.request
+        extra = _checked_extra(request)
+        loras = self._loras(request, extra)
+        names: dict[str, str] = {}
+        for field in ("image", "reference_image"):
+            image = getattr(request, field)
+            if image is not None:
+                names[field] = yield from self._upload(image, field)
+        _, outputs, seed = self.graph_for(call, names, loras, extra)
+        return (yield from self._collect(request_id, call, outputs, seed))
+
+    def _collect(
+        self, prompt_id: str, call: Call, outputs: set[str] | None, seed: int | None
+    ) -> Flow[CallOutput]:
+        self.events.watch(prompt_id)
+        try:
+            yield Accepted(prompt_id, self.cancel_queued(prompt_id))
+            entry = yield from self._follow(prompt_id, call)
+        finally:
+            self.events.unwatch(prompt_id)
+        images = yield from self._fetch(entry, outputs, seed, prompt_id)
+        return CallOutput(images, request_id=prompt_id)
+
+    def _known(self, prompt_id: str) -> Flow[bool]:
+        """Whether the server has this prompt: queued, running or in its history."""
+        answer = yield from send(self._get(f"/history/{prompt_id}"))
+        if history_entry(answer, prompt_id, self.name) is not None:
+            return True
+        return (yield from self._queue_place(prompt_id)) is not None
 
     def graph_for(
         self,

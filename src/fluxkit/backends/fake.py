@@ -80,7 +80,10 @@ class FakeBackend(HttpBackend):
     model_aliases = MODEL_ALIASES
     default_model = "fake-flux-dev"
     default_base_url = "http://fake.fluxkit.local"
-    deduplicates = True
+
+    def deduplicates(self) -> bool:
+        """The fake provider answers a repeated ``Idempotency-Key`` with the job it made."""
+        return True
 
     def default_transport(self) -> httpx.BaseTransport | httpx.AsyncBaseTransport | None:
         """The in-process fake provider, unless ``base_url`` names a real server."""

@@ -41,6 +41,7 @@ from fluxkit._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from fluxkit.backends._base import HttpBackend
 from fluxkit.batch._inputs import expand
 from fluxkit.batch._journal import JOURNAL_NAME, Job, Journal
 
@@ -120,7 +121,8 @@ class _Client:
         self.synchronous = None if self.asynchronous is not None else cast("Generator", generator)
         self.limiter = anyio.CapacityLimiter(threads)
         self.backend = generator.backend
-        self.deduplicates = bool(getattr(generator._backend, "deduplicates", False))
+        backend = generator._backend
+        self.deduplicates = isinstance(backend, HttpBackend) and backend.deduplicates()
 
     async def generate(
         self, request: Mapping[str, Any], key: str, on_event: Callable[[Any], None]
