@@ -327,7 +327,8 @@ def test_events_arrive_in_order_and_end_with_the_result(kind: str) -> None:
     emu.script.run_seconds = 0.05
     events = Runner(kind, emu).stream("fox", size=(256, 256), seed=5)
     names = [type(event).__name__ for event in events]
-    assert names[0] == "Queued" and "Started" in names and names[-1] == "Completed"
+    assert names[:2] == ["Submitted", "Queued"] and names[-1] == "Completed"
+    assert isinstance(events[0], fluxkit.Submitted) and events[0].request_id in emu.jobs
     assert names.index("Started") < names.index("Step")
     final = events[-1]
     assert isinstance(final, Completed) and final.result.seeds == (5,)
