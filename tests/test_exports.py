@@ -16,7 +16,19 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_every_public_attribute_is_exported() -> None:
     public = {name for name in dir(fluxkit) if not name.startswith("_")}
-    modules = {"backends", "testing", "cli", "faces", "datasets", "lora", "hub", "worker"}
+    modules = {
+        "backends",
+        "testing",
+        "cli",
+        "faces",
+        "datasets",
+        "lora",
+        "hub",
+        "worker",
+        "comfy",
+        "batch",
+        "deploy",
+    }
     assert public - modules - set(fluxkit.__all__) == set()
 
 

@@ -153,7 +153,7 @@ class TestEvents:
         with fake_emulator.generator() as generator:
             events = list(generator.stream("fox", size="square", steps=4, seed=1))
         kinds = [type(e).__name__ for e in events]
-        assert kinds[0] == "Queued" and kinds[-1] == "Completed"
+        assert kinds[:2] == ["Submitted", "Queued"] and kinds[-1] == "Completed"
         assert kinds.index("Started") < kinds.index("Step")
         assert [(e.i, e.total) for e in events if isinstance(e, fluxkit.Step)] == [
             (1, 4),
@@ -179,7 +179,7 @@ class TestEvents:
         fake_emulator.script.queue_seconds = 30
         with fake_emulator.generator() as generator:
             for event in generator.stream("fox", size="square"):
-                assert isinstance(event, fluxkit.Queued)
+                assert isinstance(event, fluxkit.Submitted)  # the job exists: leave now
                 break
         assert fake_emulator.cancelled == {"fake-000001"}
 
