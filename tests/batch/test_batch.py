@@ -319,3 +319,21 @@ def test_comfyui_batches_collect_by_prompt_id_and_never_queue_twice(tmp_path: Pa
     assert summary.ok and summary.saved == 2
     assert len(emu.history) == 2  # the fox was found on the server, not queued again
     assert len(emu.requests(r"^/prompt$", method="POST")) == 2
+
+
+def test_runpod_batches_collect_accepted_jobs_by_id(tmp_path: Path) -> None:
+    from fluxkit.testing import RunPodEmulator
+
+    emu = RunPodEmulator()
+    defaults = {"size": (256, 256)}
+    jobs = expand(["a fox", "an owl", "a lighthouse"], defaults)
+    with emu.generator() as gen:
+        first = gen.generate("a fox", seed=jobs[0][2]["seed"], size=(256, 256))
+    with Journal.open(tmp_path / JOURNAL_NAME) as journal:
+        journal.plan(jobs)
+        journal.submitting(jobs[0][0], "runpod")
+        journal.submitted(jobs[0][0], first.request_ids[0])
+    with emu.generator() as gen:
+        summary = run_batch(["a fox", "an owl", "a lighthouse"], gen, tmp_path, defaults=defaults)
+    assert summary.ok and summary.saved == 3 and summary.collected == 1
+    assert len(emu.jobs) == 3  # one per batch job: the fox was collected, not rerun
