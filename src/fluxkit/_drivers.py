@@ -164,11 +164,15 @@ class _State:
         if isinstance(step, Accepted):
             from fluxkit._events import Submitted
 
+            # A flow may accept again with a new cancel (ComfyUI: dequeue, then interrupt):
+            # the job is the same, so Submitted is announced once per request id.
+            first = self.accepted is None or self.accepted.request_id != step.request_id
             self.accepted = step
-            self.accepted_at = time.monotonic()
+            self.accepted_at = self.accepted_at if not first else time.monotonic()
             if self.ctx.tracker is not None:
                 self.ctx.tracker.add(id(self), step)
-            self.emit(Submitted(step.request_id))
+            if first:
+                self.emit(Submitted(step.request_id))
         else:
             self.emit(step)
 
