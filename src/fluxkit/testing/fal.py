@@ -13,6 +13,9 @@ POST     /storage/auth/token?storage_type=fal-cdn-v3      CDN token ``{token, to
 POST     /files/upload                                    CDN upload -> ``{access_url}``
 POST     /storage/upload/initiate?storage_type=gcs        ``{upload_url, file_url}``; then PUT
 GET      /files/{name}                                    stored uploads and rendered images
+POST     /fal-ai/flux-lora-fast-training                  training (``images_data_url``); logs
+POST     /fal-ai/flux-lora-portrait-trainer               ``step N/T loss=...``; result
+                                                          ``{diffusers_lora_file, config_file}``
 =======  ===============================================  =======================================
 
 Status, result and cancel URLs drop the endpoint's sub-path, as fal's do. Queue routes want
@@ -41,6 +44,7 @@ from fluxkit._types import SIZE_PRESETS
 from fluxkit.testing._emulator import Defer, Emulator, EmuRequest, EmuResponse, route
 from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
+from fluxkit.testing._training import FAL_TRAINING_ENDPOINTS, flux_lora_bytes, training_log_lines
 
 __all__ = ["FalEmulator"]
 
@@ -120,6 +124,11 @@ class FalEmulator(Emulator):
         self.cancelled: set[str] = set()
         self.files: dict[str, bytes] = {}
         self.uploads = 0
+        self.training_lora: bytes | None = None
+        """The LoRA file trainings return (default: a FLUX.1-shaped one)."""
+        self.file_ttl: float | None = None
+        """Seconds training output files stay downloadable (fal storage URLs expire)."""
+        self._file_born: dict[str, float] = {}
         self._outcomes: list[_Outcome] = []
         self._slow: list[float] = []
         self._tokens: set[str] = set()
@@ -167,6 +176,13 @@ class FalEmulator(Emulator):
         if job.state(now) == "queued":
             return []
         step = job.run_seconds / job.steps if job.steps else 0.0
+        if job.endpoint in FAL_TRAINING_ENDPOINTS:
+            lines = training_log_lines(job.step(now), job.steps, style="fal")
+            return [
+                {"message": m, "level": "INFO", "source": "user", "timestamp": self._timestamp(
+                    job.started_at + step * i)}
+                for i, m in enumerate(lines)
+            ]
         # The sampler's tqdm bar, one log entry per step, as fal's FLUX apps print it.
         lines = [(job.started_at, "Starting FLUX inference")] + [
             (job.started_at + i * step, _tqdm_line(i, job.steps, step))
@@ -287,8 +303,9 @@ class FalEmulator(Emulator):
         outcome = self._outcomes.pop(0) if self._outcomes else None
         if outcome is None and (message := self.script.take_job_failure()) is not None:
             outcome = _Outcome(500, {"detail": message}, message)
-        if outcome is None and not (isinstance(payload, dict) and payload.get("prompt")):
-            detail = [{"loc": ["body", "prompt"], "msg": "field required", "type": "missing"}]
+        needed = "images_data_url" if endpoint in FAL_TRAINING_ENDPOINTS else "prompt"
+        if outcome is None and not (isinstance(payload, dict) and payload.get(needed)):
+            detail = [{"loc": ["body", needed], "msg": "field required", "type": "missing"}]
             outcome = _Outcome(422, {"detail": detail}, "field required")
         job = FalJob(
             request_id,
@@ -296,7 +313,9 @@ class FalEmulator(Emulator):
             self.clock(),
             self.script.queue_seconds,
             self._slow.pop(0) if self._slow else self.script.run_seconds,
-            steps=self.script.steps,
+            steps=int(payload.get("steps") or 1000)
+            if endpoint in FAL_TRAINING_ENDPOINTS and isinstance(payload, dict)
+            else self.script.steps,
             initial_position=self.queue_position,
             failure=outcome.error if outcome else None,
             endpoint=endpoint,
@@ -390,7 +409,8 @@ class FalEmulator(Emulator):
         root = self._root(request)
 
         def render() -> EmuResponse:  # outside the emulator's lock: rendering takes milliseconds
-            job.result = self._render(job, root)
+            training = job.endpoint in FAL_TRAINING_ENDPOINTS
+            job.result = self._trained(job, root) if training else self._render(job, root)
             return EmuResponse(200, json=job.result, headers={"x-fal-request-id": request_id})
 
         return Defer(0.0, render)
@@ -461,9 +481,28 @@ class FalEmulator(Emulator):
     @route("GET", r"/files/(?P<name>[\w.-]+)")
     def file(self, request: EmuRequest, name: str) -> EmuResponse:
         data = self.files.get(name)
+        born = self._file_born.get(name)
+        if born is not None and self.file_ttl is not None and self.clock() > born + self.file_ttl:
+            data = None  # an expired storage URL
         if data is None:
             return EmuResponse(404, json={"detail": "File not found"})
         return EmuResponse(200, body=data, headers={"content-type": _media.mime_type(data)})
+
+    def _trained(self, job: FalJob, root: str) -> dict[str, Any]:
+        """A finished training's result: the LoRA and its config, on (expiring) storage."""
+        lora = self.training_lora if self.training_lora is not None else flux_lora_bytes()
+        trigger = job.payload.get(FAL_TRAINING_ENDPOINTS[job.endpoint])
+        config = json.dumps({"steps": job.steps, "trigger": trigger}).encode()
+        files = {}
+        for key, name, data, kind in (
+            ("diffusers_lora_file", f"{job.id}-lora.safetensors", lora, "application/octet-stream"),
+            ("config_file", f"{job.id}-config.json", config, "application/json"),
+        ):
+            self.files[name] = data
+            self._file_born[name] = self.clock()
+            files[key] = {"url": f"{root}/files/{name}", "content_type": kind,
+                          "file_name": name.split("-", 5)[-1], "file_size": len(data)}
+        return files
 
     def _store(self, request: EmuRequest, data: bytes) -> str:
         given = re.sub(r"[^\w.-]", "_", request.header("x-fal-file-name") or "upload.bin")

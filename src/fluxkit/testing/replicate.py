@@ -12,6 +12,9 @@ POST     /v1/files  (multipart, field ``content``)   upload; ``GET``/``DELETE /v
 GET      /delivery/{name}                            output images (replicate.delivery stand-in)
 =======  ==========================================  ===========================================
 
+Trainings (``ostris/flux-dev-lora-trainer``) and models: see ``_replicate_trainings`` (the
+table there: model get/create, trainings create/get/list/cancel, the weights ``.tar``).
+
 Statuses ``starting`` (queued, ``script.queue_seconds``), ``processing`` (``script.run_seconds``,
 logs grow: ``Using seed: N`` then a tqdm bar per step), ``succeeded``, ``failed``, ``canceled``,
 ``aborted`` (``Cancel-After`` passed, or `ReplicateEmulator.abort_jobs`). ``Prefer: wait``
@@ -33,6 +36,7 @@ from fluxkit.backends._replicate._inputs import ASPECT_RATIOS, TRAINED, dialect_
 from fluxkit.testing._emulator import Defer, Emulator, EmuRequest, EmuResponse, route
 from fluxkit.testing._jobs import EmulatedJob
 from fluxkit.testing._render import render_fake_image
+from fluxkit.testing._replicate_trainings import TrainingsRoutes
 
 __all__ = ["OFFICIAL_MODELS", "ReplicateEmulator"]
 
@@ -85,7 +89,7 @@ class _Prediction:
     output: list[str] | None = None
 
 
-class ReplicateEmulator(Emulator):
+class ReplicateEmulator(TrainingsRoutes, Emulator):
     """Replicate, emulated. Scripting: ``emu.script`` (latency, queue/run time, failure bursts,
     failing jobs), `abort_jobs`, `add_model`.
 
@@ -117,6 +121,7 @@ class ReplicateEmulator(Emulator):
         self.outputs: dict[str, bytes] = {}
         self.versions = {_version_id(name): name for name in OFFICIAL_MODELS}
         self._aborts = 0
+        self._init_trainings()
         self._ids = itertools.count(1)
         self._epoch = time.time() - self.clock()
 
