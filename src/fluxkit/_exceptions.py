@@ -306,7 +306,9 @@ class BudgetExceeded(FluxkitError):
         spent: what the budget had already committed (session and batch budgets).
     """
 
-    def __init__(self, estimate: float | None, *, limit: float, spent: float = 0.0, detail: str = "") -> None:
+    def __init__(
+        self, estimate: float | None, *, limit: float, spent: float = 0.0, detail: str = ""
+    ) -> None:
         self.estimate = estimate
         self.limit = limit
         self.spent = spent
