@@ -34,8 +34,16 @@ SUBMITS = r"^/fal-ai/flux-lora-(fast-training|portrait-trainer)$"
 
 
 def trainer(emu: FalEmulator, library: LoRALibrary, **options: Any) -> Trainer:
-    return Trainer("fal", api_key="test", base_url=emu.base_url, transport=emu.transport(),
-                   poll_interval=0.01, library=library, upload_cache=UploadCache(), **options)
+    return Trainer(
+        "fal",
+        api_key="test",
+        base_url=emu.base_url,
+        transport=emu.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=UploadCache(),
+        **options,
+    )
 
 
 def test_train_wait_downloads_inspects_and_keeps_the_lora(
@@ -114,9 +122,7 @@ def test_failed_training_raises_with_logs_and_marks_the_handle(
     assert again.id != job.id
 
 
-def test_cancel_reaches_the_provider(
-    fal: FalEmulator, library: LoRALibrary, photos: Path
-) -> None:
+def test_cancel_reaches_the_provider(fal: FalEmulator, library: LoRALibrary, photos: Path) -> None:
     fal.script.run_seconds = 30
     job = trainer(fal, library).train(photos, trigger_word="tok", steps=10)
     assert job.cancel() is True
@@ -199,8 +205,15 @@ def test_the_archive_is_uploaded_once_per_content(
     fal: FalEmulator, library: LoRALibrary, photos: Path, tmp_path: Path
 ) -> None:
     cache = UploadCache()
-    t = Trainer("fal", api_key="test", base_url=fal.base_url, transport=fal.transport(),
-                poll_interval=0.01, library=library, upload_cache=cache)
+    t = Trainer(
+        "fal",
+        api_key="test",
+        base_url=fal.base_url,
+        transport=fal.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=cache,
+    )
     t.train(photos, trigger_word="tok", steps=5).wait()
     t.train(photos, trigger_word="tok", steps=5, handle=tmp_path / "second.json").wait()
     assert fal.uploads == 1 and len(fal.requests(SUBMITS, method="POST")) == 2
@@ -209,9 +222,15 @@ def test_the_archive_is_uploaded_once_per_content(
 async def test_async_trainer(fal: FalEmulator, library: LoRALibrary, photos: Path) -> None:
     from fluxkit.training import AsyncTrainer
 
-    async with AsyncTrainer("fal", api_key="test", base_url=fal.base_url,
-                            transport=fal.transport(), poll_interval=0.01,
-                            library=library, upload_cache=UploadCache()) as t:
+    async with AsyncTrainer(
+        "fal",
+        api_key="test",
+        base_url=fal.base_url,
+        transport=fal.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=UploadCache(),
+    ) as t:
         job = await t.train(photos, trigger_word="tok", steps=8)
         events = [event async for event in job.stream()]
         assert job.lora is not None and Path(job.lora.source).exists()
@@ -225,9 +244,15 @@ async def test_async_wait_timeout_cancels(
     from fluxkit.training import AsyncTrainer
 
     fal.script.run_seconds = 30
-    async with AsyncTrainer("fal", api_key="test", base_url=fal.base_url,
-                            transport=fal.transport(), poll_interval=0.01,
-                            library=library, upload_cache=UploadCache()) as t:
+    async with AsyncTrainer(
+        "fal",
+        api_key="test",
+        base_url=fal.base_url,
+        transport=fal.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=UploadCache(),
+    ) as t:
         job = await t.train(photos, trigger_word="tok", steps=8)
         with pytest.raises(DeadlineExceeded):
             await job.wait(timeout=0.2)
@@ -258,8 +283,10 @@ def test_official_fal_client_speaks_the_training_routes(
             monkeypatch.setattr(fal_module, name, root)
         client = fal_client.SyncClient(key="test")
         url = client.upload(b"PK\x05\x06" + bytes(18), "application/zip")
-        handle = client.submit("fal-ai/flux-lora-fast-training",
-                               {"images_data_url": url, "trigger_word": "tok", "steps": 20})
+        handle = client.submit(
+            "fal-ai/flux-lora-fast-training",
+            {"images_data_url": url, "trigger_word": "tok", "steps": 20},
+        )
         statuses = list(handle.iter_events(with_logs=True, interval=0.01))
         assert isinstance(statuses[-1], fal_client.Completed)
         messages = [log["message"] for log in statuses[-1].logs or []]
@@ -270,8 +297,9 @@ def test_official_fal_client_speaks_the_training_routes(
         assert httpx.get(result["config_file"]["url"]).json()["trigger"] == "tok"
 
         fal.script.run_seconds = 30
-        slow = client.submit("fal-ai/flux-lora-portrait-trainer",
-                             {"images_data_url": url, "trigger_phrase": "tok"})
+        slow = client.submit(
+            "fal-ai/flux-lora-portrait-trainer", {"images_data_url": url, "trigger_phrase": "tok"}
+        )
         client.cancel("fal-ai/flux-lora-portrait-trainer", slow.request_id)
         assert slow.request_id in fal.cancelled
         fal.script.run_seconds = 0.0

@@ -25,9 +25,16 @@ TRAININGS = r"/versions/\w+/trainings$"
 
 def trainer(emu: ReplicateEmulator, library: LoRALibrary, **options: Any) -> Trainer:
     options.setdefault("destination", "me/tok-lora")
-    return Trainer("replicate", api_key="test", base_url=emu.base_url,
-                   transport=emu.transport(), poll_interval=0.01, library=library,
-                   upload_cache=UploadCache(), **options)
+    return Trainer(
+        "replicate",
+        api_key="test",
+        base_url=emu.base_url,
+        transport=emu.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=UploadCache(),
+        **options,
+    )
 
 
 def test_missing_destination_is_created_private_then_trained(
@@ -35,8 +42,9 @@ def test_missing_destination_is_created_private_then_trained(
 ) -> None:
     emu = replicate_emu
     events: list[Any] = []
-    job = trainer(emu, library).train(photos, trigger_word="tok", steps=40, rank=8,
-                                      learning_rate=2e-4, autocaption=False)
+    job = trainer(emu, library).train(
+        photos, trigger_word="tok", steps=40, rank=8, learning_rate=2e-4, autocaption=False
+    )
     lora = job.wait(on_event=events.append)
 
     assert emu.models["me/tok-lora"]["visibility"] == "private"
@@ -91,14 +99,16 @@ def test_failure_timeout_and_cancel(
         failed.wait()
 
     emu.script.run_seconds = 30
-    slow = trainer(emu, library).train(photos, trigger_word="tok", steps=5,
-                                       handle=tmp_path / "slow.json")
+    slow = trainer(emu, library).train(
+        photos, trigger_word="tok", steps=5, handle=tmp_path / "slow.json"
+    )
     with pytest.raises(DeadlineExceeded):
         slow.wait(timeout=0.2)
     assert slow.id in emu.trainings_cancelled
 
-    other = trainer(emu, library).train(photos, trigger_word="tok", steps=5,
-                                        handle=tmp_path / "other.json")
+    other = trainer(emu, library).train(
+        photos, trigger_word="tok", steps=5, handle=tmp_path / "other.json"
+    )
     assert other.cancel() and other.id in emu.trainings_cancelled
     assert other.refresh() == "canceled"
 
@@ -161,7 +171,8 @@ def test_official_replicate_sdk_speaks_the_training_routes(
         assert "loss" in training.logs
         second = client.trainings.create(
             version=f"ostris/flux-dev-lora-trainer:{REPLICATE_TRAINER_VERSION}",
-            input={"steps": 10}, destination="me/sdk",
+            input={"steps": 10},
+            destination="me/sdk",
         )
         second.cancel()
         assert client.trainings.get(second.id).status in ("canceled", "succeeded")

@@ -59,39 +59,69 @@ def export_ai_toolkit(
     from fluxkit.datasets._targets import _yaml
 
     _check(rank, steps, learning_rate)
-    report = pack_dataset(photos, target="ai-toolkit", trigger=trigger_word, out=out,
-                          size=resolution, overwrite=overwrite, **pack_options)
+    report = pack_dataset(
+        photos,
+        target="ai-toolkit",
+        trigger=trigger_word,
+        out=out,
+        size=resolution,
+        overwrite=overwrite,
+        **pack_options,
+    )
     folder = Path(out)
     resolutions = [r for r in (512, 768, 1024) if r <= resolution] or [resolution]
     job = {
         "job": "extension",
         "config": {
             "name": f"{trigger_word}_flux_lora",
-            "process": [{
-                "type": "sd_trainer",
-                "training_folder": "output",
-                "device": "cuda:0",
-                "trigger_word": trigger_word,
-                "network": {"type": "lora", "linear": rank, "linear_alpha": rank},
-                "save": {"dtype": "float16", "save_every": save_every,
-                         "max_step_saves_to_keep": 4, "push_to_hub": False},
-                "datasets": [{
-                    "folder_path": str((folder / "images").absolute()),
-                    "caption_ext": "txt",
-                    "caption_dropout_rate": 0.05,
-                    "cache_latents_to_disk": True,
-                    "resolution": resolutions,
-                }],
-                "train": {"batch_size": 1, "steps": steps, "gradient_accumulation_steps": 1,
-                          "train_unet": True, "train_text_encoder": False,
-                          "gradient_checkpointing": True, "noise_scheduler": "flowmatch",
-                          "optimizer": "adamw8bit", "lr": learning_rate, "dtype": "bf16"},
-                "model": {"name_or_path": base_model, "is_flux": True, "quantize": True},
-                "sample": {"sampler": "flowmatch", "sample_every": save_every, "width": 1024,
-                           "height": 1024, "prompts": ["photo of [trigger], portrait"],
-                           "seed": 42, "walk_seed": True, "guidance_scale": 4,
-                           "sample_steps": 20},
-            }],
+            "process": [
+                {
+                    "type": "sd_trainer",
+                    "training_folder": "output",
+                    "device": "cuda:0",
+                    "trigger_word": trigger_word,
+                    "network": {"type": "lora", "linear": rank, "linear_alpha": rank},
+                    "save": {
+                        "dtype": "float16",
+                        "save_every": save_every,
+                        "max_step_saves_to_keep": 4,
+                        "push_to_hub": False,
+                    },
+                    "datasets": [
+                        {
+                            "folder_path": str((folder / "images").absolute()),
+                            "caption_ext": "txt",
+                            "caption_dropout_rate": 0.05,
+                            "cache_latents_to_disk": True,
+                            "resolution": resolutions,
+                        }
+                    ],
+                    "train": {
+                        "batch_size": 1,
+                        "steps": steps,
+                        "gradient_accumulation_steps": 1,
+                        "train_unet": True,
+                        "train_text_encoder": False,
+                        "gradient_checkpointing": True,
+                        "noise_scheduler": "flowmatch",
+                        "optimizer": "adamw8bit",
+                        "lr": learning_rate,
+                        "dtype": "bf16",
+                    },
+                    "model": {"name_or_path": base_model, "is_flux": True, "quantize": True},
+                    "sample": {
+                        "sampler": "flowmatch",
+                        "sample_every": save_every,
+                        "width": 1024,
+                        "height": 1024,
+                        "prompts": ["photo of [trigger], portrait"],
+                        "seed": 42,
+                        "walk_seed": True,
+                        "guidance_scale": 4,
+                        "sample_steps": 20,
+                    },
+                }
+            ],
         },
         "meta": {"name": "[name]", "version": "1.0", "images": len(report.images)},
     }
@@ -128,8 +158,15 @@ def export_kohya(
     from fluxkit.datasets import pack_dataset
 
     _check(rank, steps, learning_rate)
-    pack_dataset(photos, target="kohya", trigger=trigger_word, out=out, size=resolution,
-                 overwrite=overwrite, **pack_options)
+    pack_dataset(
+        photos,
+        target="kohya",
+        trigger=trigger_word,
+        out=out,
+        size=resolution,
+        overwrite=overwrite,
+        **pack_options,
+    )
     folder = Path(out).absolute()
     args: dict[str, Any] = {
         "pretrained_model_name_or_path": "flux1-dev.safetensors",
@@ -159,12 +196,15 @@ def export_kohya(
         "model_prediction_type": "raw",
         "seed": 42,
     }
-    lines = ["# kohya sd-scripts training args written by fluxkit (--config_file train.toml)",
-             "# set the four model paths to your FLUX.1 files first"]
+    lines = [
+        "# kohya sd-scripts training args written by fluxkit (--config_file train.toml)",
+        "# set the four model paths to your FLUX.1 files first",
+    ]
     lines += [f"{key} = {json.dumps(value)}" for key, value in args.items()]
-    config = atomic_write(folder / "train.toml", ("\n".join(lines) + "\n").encode(),
-                          overwrite=True)
-    script = ("#!/bin/sh\n# run from a kohya sd-scripts checkout (sd3 branch or newer)\n"
-              f"accelerate launch flux_train_network.py --config_file {json.dumps(str(config))}\n")
+    config = atomic_write(folder / "train.toml", ("\n".join(lines) + "\n").encode(), overwrite=True)
+    script = (
+        "#!/bin/sh\n# run from a kohya sd-scripts checkout (sd3 branch or newer)\n"
+        f"accelerate launch flux_train_network.py --config_file {json.dumps(str(config))}\n"
+    )
     atomic_write(folder / "train.sh", script.encode(), overwrite=True)
     return config

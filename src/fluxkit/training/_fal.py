@@ -109,17 +109,15 @@ class FalTrainer(HostedTrainer):
         if cached is not None:
             return cached
         name = f"{sha256[:16]}.zip"
-        token = (
-            yield from send(
-                HttpRequest(
-                    "POST",
-                    f"{self.rest_url}/storage/auth/token",
-                    headers={**self._headers(), "content-type": "application/json"},
-                    params={"storage_type": "fal-cdn-v3"},
-                    json={},
-                    retry="never",
-                    raise_for_status=False,
-                )
+        token = yield from send(
+            HttpRequest(
+                "POST",
+                f"{self.rest_url}/storage/auth/token",
+                headers={**self._headers(), "content-type": "application/json"},
+                params={"storage_type": "fal-cdn-v3"},
+                json={},
+                retry="never",
+                raise_for_status=False,
             )
         )
         body = token.json() if token.ok else None
@@ -201,9 +199,7 @@ class FalTrainer(HostedTrainer):
         ticket = ticket_from_submit({"request_id": job_id}, self.model, self.base_url)
         status = (
             yield from send(
-                HttpRequest(
-                    "GET", ticket.status_url, headers=self._headers(), params={"logs": "1"}
-                )
+                HttpRequest("GET", ticket.status_url, headers=self._headers(), params={"logs": "1"})
             )
         ).json()
         logs = tuple(new_logs(status, set()))
@@ -222,9 +218,7 @@ class FalTrainer(HostedTrainer):
             )
             return TrainingSnapshot(kind, logs=logs, error=str(error.provider_message))
         result = yield from send(
-            HttpRequest(
-                "GET", ticket.response_url, headers=self._headers(), raise_for_status=False
-            )
+            HttpRequest("GET", ticket.response_url, headers=self._headers(), raise_for_status=False)
         )
         if not result.ok:
             error = job_error(status, result, job_id, list(logs))

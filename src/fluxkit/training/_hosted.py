@@ -73,9 +73,7 @@ def raise_for(backend: str, job_id: str, snapshot: TrainingSnapshot) -> None:
             provider_message=snapshot.error,
         )
     if snapshot.status == "canceled":
-        raise JobCancelledError(
-            "the training was cancelled", backend=backend, request_id=job_id
-        )
+        raise JobCancelledError("the training was cancelled", backend=backend, request_id=job_id)
 
 
 def download(url: str, *, backend: str, job_id: str, what: str) -> Flow[bytes]:

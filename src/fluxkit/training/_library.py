@@ -90,8 +90,14 @@ class LoRALibrary:
         check_family(info, family)
         for name, data in (extra or {}).items():
             atomic_write(final.with_name(name), data, overwrite=True)
-        meta = {**record, "sha256": sha, "layout": info.layout, "rank": info.rank,
-                "alphas": list(info.alphas), "base_model": info.base_model}
+        meta = {
+            **record,
+            "sha256": sha,
+            "layout": info.layout,
+            "rank": info.rank,
+            "alphas": list(info.alphas),
+            "base_model": info.base_model,
+        }
         atomic_write(
             final.with_name("training.json"),
             json.dumps(meta, indent=1, sort_keys=True, default=str).encode(),

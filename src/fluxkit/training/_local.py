@@ -139,8 +139,9 @@ def _checkpoint_dir(config: LocalTrainingConfig) -> Path:
     return Path(config.output_dir) / CHECKPOINT
 
 
-def _save_checkpoint(config: LocalTrainingConfig, step: int, lora: Any, optimizer: Any,
-                     losses: list[float]) -> None:
+def _save_checkpoint(
+    config: LocalTrainingConfig, step: int, lora: Any, optimizer: Any, losses: list[float]
+) -> None:
     torch = _lib("torch")
     from fluxkit._files import atomic_write
 
@@ -148,8 +149,9 @@ def _save_checkpoint(config: LocalTrainingConfig, step: int, lora: Any, optimize
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(optimizer.state_dict(), buffer)
-    weights = _lib("safetensors.torch").save({k: v.detach().cpu().contiguous()
-                                              for k, v in lora.items()})
+    weights = _lib("safetensors.torch").save(
+        {k: v.detach().cpu().contiguous() for k, v in lora.items()}
+    )
     atomic_write(folder / "lora.safetensors", weights, overwrite=True)
     atomic_write(folder / "optimizer.pt", buffer.getvalue(), overwrite=True)
     state = {"step": step, "losses": losses, "config": asdict(config)}
@@ -157,17 +159,27 @@ def _save_checkpoint(config: LocalTrainingConfig, step: int, lora: Any, optimize
     atomic_write(folder / "state.json", json.dumps(state).encode(), overwrite=True)
 
 
-def _load_checkpoint(config: LocalTrainingConfig) -> tuple[int, dict[str, Any], Any, list[float]] | None:
+def _load_checkpoint(
+    config: LocalTrainingConfig,
+) -> tuple[int, dict[str, Any], Any, list[float]] | None:
     folder = _checkpoint_dir(config)
     try:
         state = json.loads((folder / "state.json").read_text())
     except (OSError, ValueError):
         return None
+    if _comparable(state.get("config") or {}) != _comparable(asdict(config)):
+        return None  # a checkpoint of other settings: never mixed into this run
     torch = _lib("torch")
     load_file = _lib("safetensors.torch").load_file
     weights = load_file(str(folder / "lora.safetensors"))
     optimizer = torch.load(folder / "optimizer.pt", weights_only=True)
     return int(state["step"]), weights, optimizer, [float(x) for x in state.get("losses", [])]
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a checkpoint must share to be resumed (more steps may be asked for)."""
+    skip = ("steps", "resume", "checkpoint_every", "output_dir", "device")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if k not in skip}
 
 
 def _dtype(config: LocalTrainingConfig, torch: Any) -> Any:
@@ -233,16 +245,27 @@ def train_local(
             latent = vae.encode(pixels[None].to(device, vae.dtype)).latent_dist.mode()
             latent = (latent - shift) * scaling
             prompt, pooled, text_ids = pipe.encode_prompt(
-                caption, prompt_2=caption, device=device,
-                max_sequence_length=min(config.max_sequence_length, pipe.tokenizer_2.model_max_length),
+                caption,
+                prompt_2=caption,
+                device=device,
+                max_sequence_length=min(
+                    config.max_sequence_length, pipe.tokenizer_2.model_max_length
+                ),
             )
-            cached.append({"latent": latent[0], "prompt": prompt[0], "pooled": pooled[0],
-                           "text_ids": text_ids})
+            cached.append(
+                {
+                    "latent": latent[0],
+                    "prompt": prompt[0],
+                    "pooled": pooled[0],
+                    "text_ids": text_ids,
+                }
+            )
             buckets.setdefault((w, h), []).append(index)
     pipe.text_encoder = pipe.text_encoder_2 = pipe.vae = None  # free what is no longer needed
 
     # -- the LoRA ------------------------------------------------------------------------------
     transformer.requires_grad_(False)
+    torch.manual_seed(config.seed)  # the LoRA's initial weights come from the global generator
     lora_config = peft.LoraConfig(
         r=config.rank,
         lora_alpha=config.lora_alpha,
@@ -274,8 +297,10 @@ def train_local(
             generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
             key = keys[int(torch.randint(len(keys), (1,), generator=generator))]
             members = buckets[key]
-            chosen = [members[int(i)] for i in torch.randint(len(members), (config.batch_size,),
-                                                              generator=generator)]
+            chosen = [
+                members[int(i)]
+                for i in torch.randint(len(members), (config.batch_size,), generator=generator)
+            ]
             x0 = torch.stack([cached[i]["latent"] for i in chosen]).float()
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.sigmoid(torch.randn((len(chosen),), generator=generator))
@@ -305,8 +330,9 @@ def train_local(
             losses.append(float(loss.detach()))
             emit(TrainingStep(step + 1, config.steps, losses[-1]))
             if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                _save_checkpoint(config, step + 1, _lora_state(transformer, peft_utils),
-                                 optimizer, losses)
+                _save_checkpoint(
+                    config, step + 1, _lora_state(transformer, peft_utils), optimizer, losses
+                )
         step = config.steps
     except JobCancelledError:
         _save_checkpoint(config, step, _lora_state(transformer, peft_utils), optimizer, losses)
@@ -315,8 +341,12 @@ def train_local(
     layers = _lora_state(transformer, peft_utils)
     _save_checkpoint(config, config.steps, layers, optimizer, losses)
     out = Path(config.output_dir)
-    metadata = {"r": config.rank, "lora_alpha": config.lora_alpha,
-                "target_modules": list(config.targets), "init_lora_weights": "gaussian"}
+    metadata = {
+        "r": config.rank,
+        "lora_alpha": config.lora_alpha,
+        "target_modules": list(config.targets),
+        "init_lora_weights": "gaussian",
+    }
     diffusers.FluxPipeline.save_lora_weights(
         str(out),
         transformer_lora_layers=layers,
@@ -324,15 +354,24 @@ def train_local(
         safe_serialization=True,
     )
     variant = "dev" if transformer.config.guidance_embeds else "schnell"
-    _stamp(out / "pytorch_lora_weights.safetensors", {
-        # FluxPipeline trains FLUX.1: say so, rather than let key shapes be guessed from
-        "modelspec.architecture": f"flux-1-{variant}/lora",
-        "modelspec.trigger_phrase": config.trigger_word,
-        "fluxkit.training": json.dumps({"steps": config.steps, "rank": config.rank,
-                                        "alpha": config.lora_alpha, "seed": config.seed,
-                                        "learning_rate": config.learning_rate,
-                                        "resolution": config.resolution}),
-    })
+    _stamp(
+        out / "pytorch_lora_weights.safetensors",
+        {
+            # FluxPipeline trains FLUX.1: say so, rather than let key shapes be guessed from
+            "modelspec.architecture": f"flux-1-{variant}/lora",
+            "modelspec.trigger_phrase": config.trigger_word,
+            "fluxkit.training": json.dumps(
+                {
+                    "steps": config.steps,
+                    "rank": config.rank,
+                    "alpha": config.lora_alpha,
+                    "seed": config.seed,
+                    "learning_rate": config.learning_rate,
+                    "resolution": config.resolution,
+                }
+            ),
+        },
+    )
     emit(_log(f"saved {out / 'pytorch_lora_weights.safetensors'} ({optimizer_name})"))
     return LocalTrainingResult(
         out / "pytorch_lora_weights.safetensors",

@@ -38,15 +38,23 @@ def estimate_training(
         return CostEstimate(None, "estimated", None, f"no price for {backend}:{model}")
     source = f"; {price.source}, {price.checked}" if price.source else ""
     if price.unit == "step":
-        return CostEstimate(round(steps * price.usd, 6), "estimated", price,
-                            f"{steps} step(s) x ${price.usd:g}{source}")
+        return CostEstimate(
+            round(steps * price.usd, 6),
+            "estimated",
+            price,
+            f"{steps} step(s) x ${price.usd:g}{source}",
+        )
     if price.unit == "run":
         return CostEstimate(price.usd, "estimated", price, f"1 run x ${price.usd:g}{source}")
     if price.unit == "gpu_second":
         seconds = SETUP_SECONDS + steps * SECONDS_PER_STEP
-        return CostEstimate(round(seconds * price.usd, 6), "estimated", price,
-                            f"~{seconds:.0f} GPU-s ({steps} steps x {SECONDS_PER_STEP} s + "
-                            f"{SETUP_SECONDS:.0f} s setup) x ${price.usd:g}/s{source}")
+        return CostEstimate(
+            round(seconds * price.usd, 6),
+            "estimated",
+            price,
+            f"~{seconds:.0f} GPU-s ({steps} steps x {SECONDS_PER_STEP} s + "
+            f"{SETUP_SECONDS:.0f} s setup) x ${price.usd:g}/s{source}",
+        )
     return CostEstimate(None, "estimated", price, f"unit {price.unit} does not price trainings")
 
 
@@ -64,6 +72,10 @@ def actual_cost(
     table = prices or PriceTable.default()
     price = table.price(backend, model) if backend != "local" else None
     if price is not None and price.unit == "gpu_second" and run_seconds is not None:
-        return CostEstimate(round(run_seconds * price.usd, 6), "reported", price,
-                            f"{run_seconds:.1f} GPU-s x ${price.usd:g}/s")
+        return CostEstimate(
+            round(run_seconds * price.usd, 6),
+            "reported",
+            price,
+            f"{run_seconds:.1f} GPU-s x ${price.usd:g}/s",
+        )
     return estimate_training(backend, model, steps, prices=prices)

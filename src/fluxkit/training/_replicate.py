@@ -79,8 +79,11 @@ class ReplicateTrainer(HostedTrainer):
                 "destination", self.destination, "'owner/name' of a Replicate model"
             )
         model = (
-            yield from send(HttpRequest("GET", f"{self.base_url}/v1/models/{self.model}",
-                                        headers=self._headers()))
+            yield from send(
+                HttpRequest(
+                    "GET", f"{self.base_url}/v1/models/{self.model}", headers=self._headers()
+                )
+            )
         ).json()
         version = (model or {}).get("latest_version") or {}
         if not version.get("id"):
@@ -178,7 +181,9 @@ class ReplicateTrainer(HostedTrainer):
     def snapshot(self, job_id: str) -> Flow[TrainingSnapshot]:
         body = (
             yield from send(
-                HttpRequest("GET", f"{self.base_url}/v1/trainings/{job_id}", headers=self._headers())
+                HttpRequest(
+                    "GET", f"{self.base_url}/v1/trainings/{job_id}", headers=self._headers()
+                )
             )
         ).json()
         if not isinstance(body, dict) or body.get("status") not in _STATUS:

@@ -107,24 +107,39 @@ class _Config:
             from fluxkit.backends.fal import FalBackend
             from fluxkit.training._fal import FalTrainer
 
-            fal = FalBackend(api_key=api_key, base_url=base_url, environ=environ,
-                             rest_url=rest_url, cdn_url=cdn_url)
+            fal = FalBackend(
+                api_key=api_key,
+                base_url=base_url,
+                environ=environ,
+                rest_url=rest_url,
+                cdn_url=cdn_url,
+            )
             assert fal.api_key is not None
-            self.hosted = FalTrainer(api_key=fal.api_key, base_url=fal.base_url,
-                                     rest_url=fal.rest_url, cdn_url=fal.cdn_url, model=model,
-                                     upload_cache=cache)
+            self.hosted = FalTrainer(
+                api_key=fal.api_key,
+                base_url=fal.base_url,
+                rest_url=fal.rest_url,
+                cdn_url=fal.cdn_url,
+                model=model,
+                upload_cache=cache,
+            )
         elif backend == "replicate":
             from fluxkit.backends.replicate import ReplicateBackend
             from fluxkit.training._replicate import ReplicateTrainer
 
             rep = ReplicateBackend(api_key=api_key, base_url=base_url, environ=environ)
             assert rep.api_key is not None
-            self.hosted = ReplicateTrainer(api_key=rep.api_key, base_url=rep.base_url,
-                                           model=model, destination=destination,
-                                           upload_cache=cache)
+            self.hosted = ReplicateTrainer(
+                api_key=rep.api_key,
+                base_url=rep.base_url,
+                model=model,
+                destination=destination,
+                upload_cache=cache,
+            )
         elif model is None:
-            raise InvalidRequestError("model", None, "a FLUX.1 diffusers folder or Hub id "
-                                      "for local training")
+            raise InvalidRequestError(
+                "model", None, "a FLUX.1 diffusers folder or Hub id for local training"
+            )
 
     @property
     def model_id(self) -> str:
@@ -150,10 +165,17 @@ class _Config:
         destination = getattr(self.hosted, "destination", None)
         fresh = TrainingHandle(
             backend=self.backend,
-            fingerprint=_fingerprint({"backend": self.backend, "model": self.model_id,
-                                      "destination": destination, "dataset": str(source),
-                                      "trigger": trigger_word, "steps": steps,
-                                      "options": dict(options)}),
+            fingerprint=_fingerprint(
+                {
+                    "backend": self.backend,
+                    "model": self.model_id,
+                    "destination": destination,
+                    "dataset": str(source),
+                    "trigger": trigger_word,
+                    "steps": steps,
+                    "options": dict(options),
+                }
+            ),
             dataset=str(source),
             trigger_word=trigger_word,
             steps=steps,
@@ -164,8 +186,9 @@ class _Config:
         existing = TrainingHandle.load(path) if path.exists() else None
         return path, fresh, existing
 
-    def check_existing(self, path: Path, fresh: TrainingHandle,
-                       existing: TrainingHandle | None) -> TrainingHandle | None:
+    def check_existing(
+        self, path: Path, fresh: TrainingHandle, existing: TrainingHandle | None
+    ) -> TrainingHandle | None:
         """The handle to resume instead of submitting, or None to submit. Never lets a second
         paid run start while one for this dataset may be running."""
         if existing is None or existing.status in ("failed", "canceled", "refused"):
@@ -182,7 +205,9 @@ class _Config:
             return existing
         if existing.status not in TERMINAL:
             raise InvalidRequestError(
-                "dataset", existing.dataset, "one active training per dataset handle",
+                "dataset",
+                existing.dataset,
+                "one active training per dataset handle",
                 reason=f"training {existing.job_id} ({existing.status}) was started from it "
                 f"with other options; resume it with Trainer.resume({str(path)!r}), cancel it, "
                 f"or pass handle= another path",
@@ -204,8 +229,13 @@ class _Config:
             from fluxkit.datasets import pack_dataset
 
             out = path.with_name(f"{path.name}.fluxkit-{self.backend}.zip")
-            report = pack_dataset(path, target=self.backend,  # type: ignore[arg-type]
-                                  trigger=trigger_word, out=out, overwrite=True)
+            report = pack_dataset(
+                path,
+                target=self.backend,  # type: ignore[arg-type]
+                trigger=trigger_word,
+                out=out,
+                overwrite=True,
+            )
             if report.output is None:
                 raise InvalidRequestError("dataset", str(path), "at least 4 usable images")
             path = report.output
@@ -214,17 +244,30 @@ class _Config:
             raise InvalidRequestError("dataset", str(path), "a photo folder or a .zip archive")
         return data, hashlib.sha256(data).hexdigest()
 
-    def finish(self, handle: TrainingHandle, handle_path: Path, files: Mapping[str, bytes],
-               push: str | None) -> LoRA:
+    def finish(
+        self,
+        handle: TrainingHandle,
+        handle_path: Path,
+        files: Mapping[str, bytes],
+        push: str | None,
+    ) -> LoRA:
         """Keep the weights in the library (inspected), push them if asked, return the LoRA."""
         weights = files["lora.safetensors"]
         extra = {k: v for k, v in files.items() if k != "lora.safetensors"}
-        record = {"backend": handle.backend, "job_id": handle.job_id, "model": handle.model,
-                  "trigger_word": handle.trigger_word, "steps": handle.steps,
-                  "dataset": handle.dataset, "options": handle.options}
+        record = {
+            "backend": handle.backend,
+            "job_id": handle.job_id,
+            "model": handle.model,
+            "trigger_word": handle.trigger_word,
+            "steps": handle.steps,
+            "dataset": handle.dataset,
+            "options": handle.options,
+        }
         path, info = self.library.add(weights, record, extra=extra)
-        handle.lora_path, handle.lora_sha256 = str(path), info.metadata.get("sha256") or \
-            hashlib.sha256(weights).hexdigest()
+        handle.lora_path, handle.lora_sha256 = (
+            str(path),
+            info.metadata.get("sha256") or hashlib.sha256(weights).hexdigest(),
+        )
         handle.status = "succeeded"
         handle.save(handle_path)
         return self.publish(handle, handle_path, push)
@@ -235,9 +278,14 @@ class _Config:
         if target:
             from fluxkit.hub import push_lora
 
-            lora = push_lora(handle.lora_path, target, trigger_word=handle.trigger_word,
-                             token=self.push_token, endpoint=self.hub_endpoint,
-                             weight_name="lora.safetensors")
+            lora = push_lora(
+                handle.lora_path,
+                target,
+                trigger_word=handle.trigger_word,
+                token=self.push_token,
+                endpoint=self.hub_endpoint,
+                weight_name="lora.safetensors",
+            )
             handle.push = target
             handle.save(handle_path)
             return lora
@@ -256,8 +304,14 @@ def _dataset_path(dataset: Any) -> Path:
     raise InvalidRequestError("dataset", dataset, "a photo folder, a .zip or a DatasetReport")
 
 
-def _options(steps: int, rank: int | None, learning_rate: float | None, trigger: str,
-             extra: Mapping[str, Any], backend: str) -> dict[str, Any]:
+def _options(
+    steps: int,
+    rank: int | None,
+    learning_rate: float | None,
+    trigger: str,
+    extra: Mapping[str, Any],
+    backend: str,
+) -> dict[str, Any]:
     options: dict[str, Any] = {"trigger_word": trigger, "steps": steps}
     if rank is not None:
         if backend == "fal":
@@ -283,8 +337,9 @@ class TrainingJob:
         logs: the log lines seen so far.
     """
 
-    def __init__(self, trainer: Trainer, handle: TrainingHandle, handle_path: Path,
-                 push: str | None = None) -> None:
+    def __init__(
+        self, trainer: Trainer, handle: TrainingHandle, handle_path: Path, push: str | None = None
+    ) -> None:
         self._trainer = trainer
         self.handle = handle
         self.handle_path = handle_path
@@ -323,8 +378,13 @@ class TrainingJob:
         price of the run (fal bills per step)."""
         from fluxkit.training._pricing import actual_cost
 
-        return actual_cost(self.handle.backend, self.handle.model, self.handle.steps,
-                           run_seconds=self.snapshot.run_seconds, prices=self._trainer._config.prices)
+        return actual_cost(
+            self.handle.backend,
+            self.handle.model,
+            self.handle.steps,
+            run_seconds=self.snapshot.run_seconds,
+            prices=self._trainer._config.prices,
+        )
 
     def _record(self, event: Any) -> None:
         self.events.append(event)
@@ -344,8 +404,9 @@ class TrainingJob:
             self.handle.error = snapshot.error
             self.handle.save(self.handle_path)
 
-    def _context(self, timeout: float | None,
-                 on_event: Callable[[Any], None] | None) -> FlowContext:
+    def _context(
+        self, timeout: float | None, on_event: Callable[[Any], None] | None
+    ) -> FlowContext:
         def forward(event: Any) -> None:
             if isinstance(event, Submitted):
                 return  # announced when the training was submitted
@@ -353,8 +414,7 @@ class TrainingJob:
             if on_event is not None:
                 on_event(event)
 
-        return FlowContext(self.handle.backend, deadline=Deadline.after(timeout),
-                           on_event=forward)
+        return FlowContext(self.handle.backend, deadline=Deadline.after(timeout), on_event=forward)
 
     def refresh(self) -> TrainingStatus:
         """Ask the provider once; returns the status."""
@@ -368,8 +428,9 @@ class TrainingJob:
         self._note_status(snapshot)
         return snapshot.status
 
-    def wait(self, timeout: float | None = None,
-             on_event: Callable[[Any], None] | None = None) -> LoRA:
+    def wait(
+        self, timeout: float | None = None, on_event: Callable[[Any], None] | None = None
+    ) -> LoRA:
         """Follow the training to its end and return the LoRA (downloaded at once into the
         library, inspected, pushed when ``push=`` was given).
 
@@ -389,8 +450,14 @@ class TrainingJob:
         ctx = self._context(timeout, on_event)
         try:
             final = self._trainer._run(
-                follow(hosted, self.id, poll_interval=self._trainer._config.poll_interval,
-                       raise_on_failure=False), ctx)
+                follow(
+                    hosted,
+                    self.id,
+                    poll_interval=self._trainer._config.poll_interval,
+                    raise_on_failure=False,
+                ),
+                ctx,
+            )
         except (DeadlineExceeded, JobCancelledError, KeyboardInterrupt):
             self._note_status(TrainingSnapshot("canceled", error="cancelled by fluxkit"))
             raise
@@ -429,8 +496,9 @@ class TrainingJob:
         """Cancel the training at the provider; True when the provider acknowledged it."""
         hosted = self._hosted()
         assert self.id is not None
-        answer = self._trainer._run(_send_once(hosted.cancel_request(self.id)),
-                                    FlowContext(hosted.name))
+        answer = self._trainer._run(
+            _send_once(hosted.cancel_request(self.id)), FlowContext(hosted.name)
+        )
         if answer.ok:
             self._note_status(TrainingSnapshot("canceled", error="cancelled by the user"))
         return bool(answer.ok)
@@ -441,8 +509,10 @@ class TrainingJob:
         return hosted
 
     def __repr__(self) -> str:
-        return (f"TrainingJob(backend={self.handle.backend!r}, id={self.id!r}, "
-                f"status={self.status!r}, step={self.step})")
+        return (
+            f"TrainingJob(backend={self.handle.backend!r}, id={self.id!r}, "
+            f"status={self.status!r}, step={self.step})"
+        )
 
 
 def _send_once(request: HttpRequest) -> Flow[Any]:
@@ -458,8 +528,15 @@ def _status_of(handle: TrainingHandle) -> TrainingStatus:
 class LocalTrainingJob(TrainingJob):
     """A local training running in a worker thread (`wait`, `cancel`, `stream` as hosted)."""
 
-    def __init__(self, trainer: Trainer, handle: TrainingHandle, handle_path: Path,
-                 push: str | None, config: Any, dataset: Path) -> None:
+    def __init__(
+        self,
+        trainer: Trainer,
+        handle: TrainingHandle,
+        handle_path: Path,
+        push: str | None,
+        config: Any,
+        dataset: Path,
+    ) -> None:
         super().__init__(trainer, handle, handle_path, push)
         self.config = config
         self.dataset = dataset
@@ -473,8 +550,9 @@ class LocalTrainingJob(TrainingJob):
 
         def work() -> None:
             try:
-                self.result = train_local(self.config, self.dataset, emit=self._record,
-                                          cancel=self._cancel)
+                self.result = train_local(
+                    self.config, self.dataset, emit=self._record, cancel=self._cancel
+                )
             except BaseException as exc:
                 self._failure = exc
                 status = "canceled" if isinstance(exc, JobCancelledError) else "failed"
@@ -486,8 +564,9 @@ class LocalTrainingJob(TrainingJob):
     def refresh(self) -> TrainingStatus:
         return self.status
 
-    def wait(self, timeout: float | None = None,
-             on_event: Callable[[Any], None] | None = None) -> LoRA:
+    def wait(
+        self, timeout: float | None = None, on_event: Callable[[Any], None] | None = None
+    ) -> LoRA:
         if self.lora is not None:
             return self.lora
         if on_event is not None:
@@ -500,8 +579,9 @@ class LocalTrainingJob(TrainingJob):
             if self._thread.is_alive():
                 self._cancel.set()
                 self._thread.join()
-                raise DeadlineExceeded(timeout or 0.0, backend="local", request_id=self.id,
-                                       cancelled=True, local=True)
+                raise DeadlineExceeded(
+                    timeout or 0.0, backend="local", request_id=self.id, cancelled=True, local=True
+                )
         finally:
             if on_event is not None:
                 self._listeners.remove(on_event)
@@ -553,7 +633,8 @@ class Trainer:
         transport = self._config.transport
         self._client = httpx.Client(
             transport=transport if isinstance(transport, httpx.BaseTransport) else None,
-            timeout=self._config.request_timeout, follow_redirects=True,
+            timeout=self._config.request_timeout,
+            follow_redirects=True,
         )
 
     @property
@@ -641,16 +722,27 @@ class Trainer:
         job.snapshot = TrainingSnapshot("queued")
         return job
 
-    def _train_local(self, dataset: Any, handle: TrainingHandle, path: Path, push: str | None,
-                     fields: Mapping[str, Any]) -> TrainingJob:
+    def _train_local(
+        self,
+        dataset: Any,
+        handle: TrainingHandle,
+        path: Path,
+        push: str | None,
+        fields: Mapping[str, Any],
+    ) -> TrainingJob:
         from fluxkit.training._local import LocalTrainingConfig
 
         source = _dataset_path(dataset)
-        out = Path(str(source) + ".fluxkit-local")
+        out = source.with_name(f"{source.name}.fluxkit-local-{handle.fingerprint[:12]}")
         extra = {k: v for k, v in fields.items() if k not in ("trigger_word", "steps")}
-        config = LocalTrainingConfig(model=self._config.model_id, output_dir=str(out),
-                                     trigger_word=handle.trigger_word, steps=handle.steps,
-                                     device=self._config.device, **extra)
+        config = LocalTrainingConfig(
+            model=self._config.model_id,
+            output_dir=str(out),
+            trigger_word=handle.trigger_word,
+            steps=handle.steps,
+            device=self._config.device,
+            **extra,
+        )
         handle.job_id, handle.status = str(out), "starting"
         handle.save(path)
         job = LocalTrainingJob(self, handle, path, push, config, source)
@@ -665,19 +757,35 @@ class Trainer:
                 job = TrainingJob(self, handle, path, push)
                 return job
             # resume from the newest checkpoint of the same output folder
-            return self._train_local(handle.dataset, handle, path, push or handle.push,
-                                     {k: v for k, v in handle.options.items()})
+            return self._train_local(
+                handle.dataset,
+                handle,
+                path,
+                push or handle.push,
+                {k: v for k, v in handle.options.items()},
+            )
         return TrainingJob(self, handle, path, push or handle.push)
 
-    def job(self, job_id: str, *, trigger_word: str = "TOK", steps: int = 1000,
-            push: str | None = None) -> TrainingJob:
+    def job(
+        self, job_id: str, *, trigger_word: str = "TOK", steps: int = 1000, push: str | None = None
+    ) -> TrainingJob:
         """A training this provider accepted earlier, by id (nothing is submitted)."""
         if self._config.hosted is None:
-            raise InvalidRequestError("job_id", job_id, "a hosted training id (use resume() "
-                                      "with the handle for local trainings)")
-        handle = TrainingHandle(backend=self.backend, fingerprint="", dataset="",
-                                trigger_word=trigger_word, steps=steps,
-                                model=self._config.model_id, status="queued", job_id=job_id)
+            raise InvalidRequestError(
+                "job_id",
+                job_id,
+                "a hosted training id (use resume() with the handle for local trainings)",
+            )
+        handle = TrainingHandle(
+            backend=self.backend,
+            fingerprint="",
+            dataset="",
+            trigger_word=trigger_word,
+            steps=steps,
+            model=self._config.model_id,
+            status="queued",
+            job_id=job_id,
+        )
         path = self._config.library.root / "jobs" / f"{self.backend}-{job_id}.json"
         return TrainingJob(self, handle, path, push)
 
@@ -730,22 +838,31 @@ class AsyncTrainingJob:
         job._note_status(snapshot)
         return snapshot.status
 
-    async def wait(self, timeout: float | None = None,
-                   on_event: Callable[[Any], None] | None = None) -> LoRA:
+    async def wait(
+        self, timeout: float | None = None, on_event: Callable[[Any], None] | None = None
+    ) -> LoRA:
         """As `TrainingJob.wait`; a cancelled task cancels the training at the provider."""
         import anyio.to_thread
 
         job = self.job
-        if isinstance(job, LocalTrainingJob) or job.lora is not None or (
-            job.handle.lora_path and Path(job.handle.lora_path).exists()
+        if (
+            isinstance(job, LocalTrainingJob)
+            or job.lora is not None
+            or (job.handle.lora_path and Path(job.handle.lora_path).exists())
         ):
             return await anyio.to_thread.run_sync(job.wait, timeout, on_event)
         hosted = job._hosted()
         assert job.id is not None
         try:
             final = await self._trainer._run(
-                follow(hosted, job.id, poll_interval=self._trainer._config.poll_interval,
-                       raise_on_failure=False), job._context(timeout, on_event))
+                follow(
+                    hosted,
+                    job.id,
+                    poll_interval=self._trainer._config.poll_interval,
+                    raise_on_failure=False,
+                ),
+                job._context(timeout, on_event),
+            )
         except (DeadlineExceeded, JobCancelledError):
             job._note_status(TrainingSnapshot("canceled", error="cancelled by fluxkit"))
             raise
@@ -786,8 +903,9 @@ class AsyncTrainingJob:
             return await anyio.to_thread.run_sync(job.cancel)
         hosted = job._hosted()
         assert job.id is not None
-        answer = await self._trainer._run(_send_once(hosted.cancel_request(job.id)),
-                                          FlowContext(hosted.name))
+        answer = await self._trainer._run(
+            _send_once(hosted.cancel_request(job.id)), FlowContext(hosted.name)
+        )
         if answer.ok:
             job._note_status(TrainingSnapshot("canceled", error="cancelled by the user"))
         return bool(answer.ok)
@@ -813,7 +931,8 @@ class AsyncTrainer:
         transport = self._config.transport
         self._client = httpx.AsyncClient(
             transport=transport if isinstance(transport, httpx.AsyncBaseTransport) else None,
-            timeout=self._config.request_timeout, follow_redirects=True,
+            timeout=self._config.request_timeout,
+            follow_redirects=True,
         )
 
     async def _run(self, flow: Any, ctx: FlowContext) -> Any:
@@ -834,8 +953,14 @@ class AsyncTrainer:
         steps = kwargs.pop("steps", 1000)
         push, handle_arg = kwargs.pop("push", None), kwargs.pop("handle", None)
         max_cost, on_event = kwargs.pop("max_cost", None), kwargs.pop("on_event", None)
-        fields = _options(steps, kwargs.pop("rank", None), kwargs.pop("learning_rate", None),
-                          trigger_word, kwargs, config.backend)
+        fields = _options(
+            steps,
+            kwargs.pop("rank", None),
+            kwargs.pop("learning_rate", None),
+            trigger_word,
+            kwargs,
+            config.backend,
+        )
         path, fresh, existing = config.plan(dataset, trigger_word, steps, fields, handle_arg)
         fresh.push = push
         resume = config.check_existing(path, fresh, existing)
