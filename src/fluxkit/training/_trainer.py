@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -250,6 +250,7 @@ class _Config:
         handle_path: Path,
         files: Mapping[str, bytes],
         push: str | None,
+        samples: Sequence[Any] = (),
     ) -> LoRA:
         """Keep the weights in the library (inspected), push them if asked, return the LoRA."""
         weights = files["lora.safetensors"]
@@ -270,9 +271,15 @@ class _Config:
         )
         handle.status = "succeeded"
         handle.save(handle_path)
-        return self.publish(handle, handle_path, push)
+        return self.publish(handle, handle_path, push, samples)
 
-    def publish(self, handle: TrainingHandle, handle_path: Path, push: str | None) -> LoRA:
+    def publish(
+        self,
+        handle: TrainingHandle,
+        handle_path: Path,
+        push: str | None,
+        samples: Sequence[Any] = (),
+    ) -> LoRA:
         assert handle.lora_path is not None
         target = push or handle.push
         if target:
@@ -285,6 +292,7 @@ class _Config:
                 token=self.push_token,
                 endpoint=self.hub_endpoint,
                 weight_name="lora.safetensors",
+                samples=samples,
             )
             handle.push = target
             handle.save(handle_path)
@@ -344,6 +352,8 @@ class TrainingJob:
         self.handle = handle
         self.handle_path = handle_path
         self.push = push
+        self.samples: Sequence[Any] = ()
+        """Images for the Hub model card's gallery when the LoRA is pushed."""
         self.events: list[Any] = []
         self.logs: list[str] = []
         self.snapshot = TrainingSnapshot(_status_of(handle))
@@ -443,7 +453,9 @@ class TrainingJob:
             return self.lora
         if self.handle.lora_path and Path(self.handle.lora_path).exists():
             self.snapshot = TrainingSnapshot("succeeded")
-            self.lora = self._trainer._config.publish(self.handle, self.handle_path, self.push)
+            self.lora = self._trainer._config.publish(
+                self.handle, self.handle_path, self.push, self.samples
+            )
             return self.lora
         hosted = self._hosted()
         assert self.id is not None
@@ -464,7 +476,9 @@ class TrainingJob:
         self._note_status(final)
         raise_for(hosted.name, self.id, final)
         files = self._trainer._run(hosted.weights(self.id, final), FlowContext(hosted.name))
-        self.lora = self._trainer._config.finish(self.handle, self.handle_path, files, self.push)
+        self.lora = self._trainer._config.finish(
+            self.handle, self.handle_path, files, self.push, self.samples
+        )
         return self.lora
 
     def stream(self, timeout: float | None = None) -> Iterator[Any]:
@@ -589,7 +603,9 @@ class LocalTrainingJob(TrainingJob):
             raise self._failure
         assert self.result is not None
         files = {"lora.safetensors": self.result.lora_path.read_bytes()}
-        self.lora = self._trainer._config.finish(self.handle, self.handle_path, files, self.push)
+        self.lora = self._trainer._config.finish(
+            self.handle, self.handle_path, files, self.push, self.samples
+        )
         self.snapshot = TrainingSnapshot("succeeded", step=self.config.steps)
         return self.lora
 
@@ -658,6 +674,7 @@ class Trainer:
         learning_rate: float | None = None,
         max_cost: float | None = None,
         push: str | None = None,
+        samples: Sequence[Any] = (),
         handle: str | os.PathLike[str] | None = None,
         on_event: Callable[[Any], None] | None = None,
         **options: Any,
@@ -674,7 +691,9 @@ class Trainer:
             steps: training steps.
             rank, learning_rate: LoRA rank and learning rate where the trainer takes them.
             max_cost: refuse (`BudgetExceeded`) when the estimate is above it or unknown.
-            push: ``owner/name`` on the Hugging Face Hub to push the LoRA to on success.
+            push: ``owner/name`` on the Hugging Face Hub to push the LoRA to on success
+                (a private repo with a model card).
+            samples: images for the card's gallery (paths or ``(path, prompt)`` pairs).
             handle: where the resume handle lives (default: beside the dataset).
             on_event: called with every event of the submission.
             options: provider fields (``is_style=True``, ``create_masks=False``, ...).
@@ -693,10 +712,14 @@ class Trainer:
         fresh.push = push
         resume = config.check_existing(path, fresh, existing)
         if resume is not None:
-            return self._job_for(resume, path, push)
+            resumed = self._job_for(resume, path, push)
+            resumed.samples = samples
+            return resumed
         config.budget(steps, fields, max_cost)
         if config.backend == "local":
-            return self._train_local(dataset, fresh, path, push, fields)
+            local = self._train_local(dataset, fresh, path, push, fields)
+            local.samples = samples
+            return local
         hosted = config.hosted
         assert hosted is not None
         archive, sha = config.archive(dataset, trigger_word)
@@ -704,6 +727,7 @@ class Trainer:
         fresh.options["archive_sha256"] = sha
         fresh.save(path)  # before the paid call: a crash now is seen as "submitting"
         job = TrainingJob(self, fresh, path, push)
+        job.samples = samples
 
         def accepted(event: Any) -> None:
             if isinstance(event, Submitted):
@@ -870,7 +894,12 @@ class AsyncTrainingJob:
         raise_for(hosted.name, job.id, final)
         files = await self._trainer._run(hosted.weights(job.id, final), FlowContext(hosted.name))
         job.lora = await anyio.to_thread.run_sync(
-            self._trainer._config.finish, job.handle, job.handle_path, files, job.push
+            self._trainer._config.finish,
+            job.handle,
+            job.handle_path,
+            files,
+            job.push,
+            job.samples,
         )
         return job.lora
 
@@ -952,6 +981,7 @@ class AsyncTrainer:
         trigger_word = kwargs.pop("trigger_word")
         steps = kwargs.pop("steps", 1000)
         push, handle_arg = kwargs.pop("push", None), kwargs.pop("handle", None)
+        samples = kwargs.pop("samples", ())
         max_cost, on_event = kwargs.pop("max_cost", None), kwargs.pop("on_event", None)
         fields = _options(
             steps,
@@ -974,6 +1004,7 @@ class AsyncTrainer:
         fresh.options["archive_sha256"] = sha
         fresh.save(path)
         job = TrainingJob(self._sync, fresh, path, push)
+        job.samples = samples
 
         def accepted(event: Any) -> None:
             if isinstance(event, Submitted):

@@ -1,0 +1,125 @@
+"""Hub push on success, the ``fluxkit train`` command, exporters, log parsing, pricing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fluxkit._uploads import UploadCache
+from fluxkit.testing.fal import FalEmulator
+from fluxkit.testing.hub import HubEmulator, hub_client_settings
+from fluxkit.training import LoRALibrary, Trainer, estimate_training, handle_path_for
+from fluxkit.training._logs import parse_progress, split_lines
+
+
+@pytest.fixture
+def hub_url() -> Iterator[tuple[HubEmulator, str]]:
+    pytest.importorskip("huggingface_hub")
+    hub = HubEmulator(tokens={"hf_test": "me"})
+    with hub.serve() as url, hub_client_settings():
+        yield hub, url
+
+
+def test_push_on_success_publishes_a_private_repo_with_card(
+    fal: FalEmulator, library: LoRALibrary, photos: Path, hub_url: tuple[HubEmulator, str]
+) -> None:
+    from tests.datasets.conftest import photo_array
+
+    hub, url = hub_url
+    sample = photos.parent / "sample.jpg"
+    photo_array(9, (512, 512)).save(sample)
+    trainer = Trainer("fal", api_key="test", base_url=fal.base_url, transport=fal.transport(),
+                      poll_interval=0.01, library=library, upload_cache=UploadCache(),
+                      push_token="hf_test", hub_endpoint=url)
+    job = trainer.train(photos, trigger_word="tok", steps=5, push="me/tok-lora",
+                        samples=[(sample, "photo of tok")])
+    lora = job.wait()
+    assert lora.source == "hf://me/tok-lora/lora.safetensors"
+    repo = hub.repos["me/tok-lora"]
+    assert repo.private and {"lora.safetensors", "README.md"} <= set(repo.files)
+    assert "images/sample_0.jpg" in repo.files
+    import yaml
+
+    front = yaml.safe_load(repo.files["README.md"].data.decode().split("---\n")[1])
+    assert front["instance_prompt"] == "tok"
+    assert front["base_model"] == "black-forest-labs/FLUX.1-dev"
+    assert repo.files["lora.safetensors"].data == Path(job.handle.lora_path or "").read_bytes()
+
+
+def test_cli_train_then_resume(
+    fal: FalEmulator, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from fluxkit.cli import main
+
+    monkeypatch.setenv("FAL_KEY", "test")
+    with fal.serve() as url:
+        common = ["--base-url", url, "--library", str(tmp_path / "lib"), "--poll-interval",
+                  "0.01", "--no-progress"]
+        assert main(["train", str(photos), "--trigger", "tok", "--steps", "5", "--no-wait",
+                     *common]) == 0
+        out = capsys.readouterr().out
+        assert "estimated cost: $0.0100" in out and "handle:" in out
+        handle = handle_path_for(photos, "fal")
+        assert main(["train", "--resume", str(handle), *common]) == 0
+        assert "LoRA: " in capsys.readouterr().out
+        assert main(["train", str(photos), "--trigger", "tok", "--steps", "1000",
+                     "--max-cost", "1", "--backend", "fal", *common], ) != 0
+    assert len(fal.requests(r"^/fal-ai/flux-lora-fast-training$", method="POST")) == 1
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "test")
+    assert main(["train", "--estimate", "--backend", "replicate", "--steps", "1000"]) == 0
+    assert "GPU-s" in capsys.readouterr().out
+
+
+def test_cli_needs_photos_and_trigger(capsys: pytest.CaptureFixture[str]) -> None:
+    from fluxkit.cli import main
+
+    assert main(["train"]) == 2
+    assert "--trigger" in capsys.readouterr().err
+
+
+def test_export_ai_toolkit_and_kohya(photos: Path, tmp_path: Path) -> None:
+    import tomllib
+
+    import yaml
+
+    from fluxkit.training import export_ai_toolkit, export_kohya
+
+    config = export_ai_toolkit(photos, tmp_path / "aitk", trigger_word="tok", steps=1500,
+                               rank=32, learning_rate=2e-4)
+    job = yaml.safe_load(config.read_text())
+    process = job["config"]["process"][0]
+    assert process["network"] == {"type": "lora", "linear": 32, "linear_alpha": 32}
+    assert process["train"]["steps"] == 1500 and process["train"]["lr"] == 2e-4
+    folder = Path(process["datasets"][0]["folder_path"])
+    assert len(list(folder.glob("*.jpg"))) == 5 and len(list(folder.glob("*.txt"))) == 5
+
+    train = export_kohya(photos, tmp_path / "kohya", trigger_word="tok", rank=16, alpha=8)
+    args = tomllib.loads(train.read_text())
+    assert args["network_dim"] == 16 and args["network_alpha"] == 8.0
+    assert args["network_module"] == "networks.lora_flux"
+    assert Path(args["dataset_config"]).exists()
+    assert "flux_train_network.py" in (tmp_path / "kohya" / "train.sh").read_text()
+    with pytest.raises(ValueError, match="rank"):
+        export_kohya(photos, tmp_path / "k2", trigger_word="tok", rank=0)
+
+
+def test_progress_from_tqdm_frames_and_step_words() -> None:
+    log = ("Captioning...\nflux_train_replicate:  83%|########  | 2482/3000 [43:27<09:04,"
+           "  1.05s/it, lr: 4.0e-04 loss: 2.472e-01]\rflux_train_replicate:  83%|########  | "
+           "2490/3000 [43:35<08:56,  1.05s/it, lr: 4.0e-04 loss: 2.400e-01]")
+    found = parse_progress(split_lines(log))
+    assert found is not None and (found.step, found.total, found.loss) == (2490, 3000, 0.24)
+    assert parse_progress(["step 12/100 loss=0.5"]) == parse_progress(["Step: 12 of 100 loss: 0.5"])
+    assert parse_progress(["Using seed: 7", "0/10 [00:00<?, ?it/s]"]) is not None
+    assert parse_progress(["nothing here"]) is None
+
+
+def test_training_prices_are_published_figures() -> None:
+    fal = estimate_training("fal", "fal-ai/flux-lora-fast-training", 1000)
+    assert fal.usd == pytest.approx(2.0) and "fal.ai" in fal.detail
+    rep = estimate_training("replicate", "ostris/flux-dev-lora-trainer", 1000)
+    assert rep.usd == pytest.approx((180 + 1050) * 0.001525)
+    assert estimate_training("local", "x", 10).usd == 0.0
