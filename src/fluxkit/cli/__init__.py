@@ -30,7 +30,7 @@ from fluxkit._version import __version__
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = ("generate", "batch", "replay", "doctor", "dataset", "lora", "compose")
+_COMMAND_MODULES = ("generate", "batch", "replay", "doctor", "dataset", "lora", "compose", "train")
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -87,17 +87,33 @@ class TrainingsRoutes:
         owner, short = name.split("/", 1)
         latest = None
         if name == REPLICATE_TRAINER:
-            schema = {"components": {"schemas": {
-                "TrainingInput": {"type": "object", "properties": REPLICATE_TRAINING_INPUT},
-                "TrainingOutput": {"type": "object", "required": ["weights"],
-                                   "properties": {"weights": {"type": "string",
-                                                              "format": "uri"}}},
-            }}}
-            latest = {"id": REPLICATE_TRAINER_VERSION, "openapi_schema": schema,
-                      "cog_version": "0.9.13", "created_at": "2024-10-15T00:00:00Z"}
-        return {"owner": owner, "name": short, "url": f"https://replicate.com/{name}",
-                "visibility": self.models[name].get("visibility", "private"),
-                "latest_version": latest, "description": None, "run_count": 0}
+            schema = {
+                "components": {
+                    "schemas": {
+                        "TrainingInput": {"type": "object", "properties": REPLICATE_TRAINING_INPUT},
+                        "TrainingOutput": {
+                            "type": "object",
+                            "required": ["weights"],
+                            "properties": {"weights": {"type": "string", "format": "uri"}},
+                        },
+                    }
+                }
+            }
+            latest = {
+                "id": REPLICATE_TRAINER_VERSION,
+                "openapi_schema": schema,
+                "cog_version": "0.9.13",
+                "created_at": "2024-10-15T00:00:00Z",
+            }
+        return {
+            "owner": owner,
+            "name": short,
+            "url": f"https://replicate.com/{name}",
+            "visibility": self.models[name].get("visibility", "private"),
+            "latest_version": latest,
+            "description": None,
+            "run_count": 0,
+        }
 
     @route("GET", r"/v1/models/(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)")
     def get_model(self, request: EmuRequest, owner: str, name: str) -> EmuResponse:
@@ -135,8 +151,11 @@ class TrainingsRoutes:
         if not isinstance(destination, str) or not isinstance(given, dict):
             return _problem(422, "Invalid input", "destination and input are required")
         if destination not in self.models:
-            return _problem(404, "Not found", f"The destination model {destination} does not "
-                            "exist. Create it first.")
+            return _problem(
+                404,
+                "Not found",
+                f"The destination model {destination} does not exist. Create it first.",
+            )
         for key, value in given.items():
             spec = REPLICATE_TRAINING_INPUT.get(key)
             kinds = _KINDS.get(str(spec.get("type"))) if spec else None
@@ -144,8 +163,11 @@ class TrainingsRoutes:
                 return _problem(422, "Input validation failed", f"- input.{key}: invalid")
             low, high = spec.get("minimum"), spec.get("maximum")
             if (low is not None and value < low) or (high is not None and value > high):
-                return _problem(422, "Input validation failed",
-                                f"- input.{key}: Must be between {low} and {high}")
+                return _problem(
+                    422,
+                    "Input validation failed",
+                    f"- input.{key}: Must be between {low} and {high}",
+                )
         self._training_ids += 1
         job = EmulatedJob(
             f"t{self._training_ids:08d}emu",
@@ -166,15 +188,22 @@ class TrainingsRoutes:
         host = request.header("host") or "replicate.emulator.fluxkit.local"
         url = f"http://{host}/v1/trainings/{job.id}"
         seen = min(now, job.cancelled_at) if job.cancelled_at is not None else now
-        logs = "" if state == "queued" else "\n".join(
-            training_log_lines(job.step(seen - 1e-9), job.steps, style="ai-toolkit")
+        logs = (
+            ""
+            if state == "queued"
+            else "\n".join(training_log_lines(job.step(seen - 1e-9), job.steps, style="ai-toolkit"))
         )
         output = None
         if status == "succeeded":
-            output = {"version": f"{t.destination}:{job.id}",
-                      "weights": f"http://{host}/weights/{job.id}/trained_model.tar"}
-        ended = {"succeeded": job.finished_at, "failed": job.finished_at,
-                 "canceled": job.cancelled_at}.get(status)
+            output = {
+                "version": f"{t.destination}:{job.id}",
+                "weights": f"http://{host}/weights/{job.id}/trained_model.tar",
+            }
+        ended = {
+            "succeeded": job.finished_at,
+            "failed": job.finished_at,
+            "canceled": job.cancelled_at,
+        }.get(status)
         return {
             "id": job.id,
             "model": REPLICATE_TRAINER,
@@ -230,5 +259,6 @@ class TrainingsRoutes:
         if self.weights_ttl is not None and now > t.job.finished_at + self.weights_ttl:
             return EmuResponse(404, body=b"Not found")  # an expired delivery URL
         lora = self.training_lora if self.training_lora is not None else flux_lora_bytes()
-        return EmuResponse(200, body=weights_tar(lora),
-                           headers={"content-type": "application/x-tar"})
+        return EmuResponse(
+            200, body=weights_tar(lora), headers={"content-type": "application/x-tar"}
+        )

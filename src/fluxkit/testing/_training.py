@@ -73,7 +73,11 @@ def flux_lora_bytes(
     offset = 0
     for name, shape in tensors.items():
         size = shape[0] * shape[1] * 2
-        header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": "F16",
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     header["__metadata__"] = {"format": "pt", **(metadata or {})}
     encoded = json.dumps(header).encode()
@@ -86,7 +90,7 @@ def training_log_lines(done: int, total: int, *, style: str) -> list[str]:
     bar with ``lr``/``loss`` postfix (``\\r``-joined frames, as Replicate shows them)."""
     every = max(1, total // 50)
     shown = [s for s in range(1, done + 1) if s % every == 0 or s == done]
-    loss = lambda step: 0.5 * 0.98 ** step + 0.05  # noqa: E731 - a falling curve
+    loss = lambda step: 0.5 * 0.98**step + 0.05  # noqa: E731 - a falling curve
     if style == "fal":
         lines = ["Preprocessing images...", "Training started"]
         return lines + [f"step {s}/{total} loss={loss(s):.4f}" for s in shown]

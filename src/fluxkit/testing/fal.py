@@ -179,8 +179,12 @@ class FalEmulator(Emulator):
         if job.endpoint in FAL_TRAINING_ENDPOINTS:
             lines = training_log_lines(job.step(now), job.steps, style="fal")
             return [
-                {"message": m, "level": "INFO", "source": "user", "timestamp": self._timestamp(
-                    job.started_at + step * i)}
+                {
+                    "message": m,
+                    "level": "INFO",
+                    "source": "user",
+                    "timestamp": self._timestamp(job.started_at + step * i),
+                }
                 for i, m in enumerate(lines)
             ]
         # The sampler's tqdm bar, one log entry per step, as fal's FLUX apps print it.
@@ -500,8 +504,12 @@ class FalEmulator(Emulator):
         ):
             self.files[name] = data
             self._file_born[name] = self.clock()
-            files[key] = {"url": f"{root}/files/{name}", "content_type": kind,
-                          "file_name": name.split("-", 5)[-1], "file_size": len(data)}
+            files[key] = {
+                "url": f"{root}/files/{name}",
+                "content_type": kind,
+                "file_name": name.split("-", 5)[-1],
+                "file_size": len(data),
+            }
         return files
 
     def _store(self, request: EmuRequest, data: bytes) -> str:
