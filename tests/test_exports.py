@@ -28,6 +28,7 @@ def test_every_public_attribute_is_exported() -> None:
         "comfy",
         "batch",
         "deploy",
+        "training",
     }
     assert public - modules - set(fluxkit.__all__) == set()
 
