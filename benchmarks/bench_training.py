@@ -46,9 +46,16 @@ def _photos(folder: Path) -> Path:
 def _run(model: Path, photos: Path, out: Path, **overrides: Any) -> dict[str, float]:
     from fluxkit.training import LocalTrainingConfig, TrainingStep, train_local
 
-    values: dict[str, Any] = dict(model=str(model), output_dir=str(out), trigger_word="tok",
-                                  steps=60, rank=4, learning_rate=1e-3, resolution=64,
-                                  checkpoint_every=10_000)
+    values: dict[str, Any] = dict(  # noqa: C408 - keyword names, as in the config
+        model=str(model),
+        output_dir=str(out),
+        trigger_word="tok",
+        steps=60,
+        rank=4,
+        learning_rate=1e-3,
+        resolution=64,
+        checkpoint_every=10_000,
+    )
     values.update(overrides)
     stamps: list[float] = []
 
@@ -118,8 +125,14 @@ def gpu(steps: int = 5) -> list[dict[str, Any]]:
             for p in model.parameters():
                 torch.nn.init.normal_(p, std=0.02)
             model.requires_grad_(False)
-            model.add_adapter(peft.LoraConfig(r=16, lora_alpha=16, init_lora_weights="gaussian",
-                                              target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+            model.add_adapter(
+                peft.LoraConfig(
+                    r=16,
+                    lora_alpha=16,
+                    init_lora_weights="gaussian",
+                    target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                )
+            )
             if checkpointing:
                 model.enable_gradient_checkpointing()
             params = [p for p in model.parameters() if p.requires_grad]
@@ -127,10 +140,11 @@ def gpu(steps: int = 5) -> list[dict[str, Any]]:
                 p.data = p.data.float()
             optimizer = torch.optim.AdamW(params, lr=1e-4)
             tokens = (side // 16) ** 2
-            kw = dict(
+            kw: dict[str, Any] = dict(  # noqa: C408 - the forward() keywords
                 hidden_states=torch.randn(1, tokens, 64, device="cuda", dtype=torch.bfloat16),
-                encoder_hidden_states=torch.randn(1, 512, 4096, device="cuda",
-                                                  dtype=torch.bfloat16),
+                encoder_hidden_states=torch.randn(
+                    1, 512, 4096, device="cuda", dtype=torch.bfloat16
+                ),
                 pooled_projections=torch.randn(1, 768, device="cuda", dtype=torch.bfloat16),
                 timestep=torch.tensor([0.5], device="cuda", dtype=torch.bfloat16),
                 guidance=torch.tensor([1.0], device="cuda", dtype=torch.bfloat16),

@@ -233,8 +233,13 @@ async def test_async_trainer(fal: FalEmulator, library: LoRALibrary, photos: Pat
     ) as t:
         job = await t.train(photos, trigger_word="tok", steps=8)
         events = [event async for event in job.stream()]
-        assert job.lora is not None and Path(job.lora.source).exists()
+        assert job.lora is not None
         assert any(isinstance(e, TrainingStep) and e.step == 8 for e in events)
+    assert job.lora.source in [str(entry) for entry in library.entries()]
+    async with AsyncTrainer(
+        "fal", api_key="test", base_url=fal.base_url, transport=fal.transport(), library=library
+    ) as t:
+        job = t.job(str(job.id))
         assert await job.refresh() == "succeeded"
 
 

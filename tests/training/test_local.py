@@ -13,9 +13,9 @@ import pytest
 pytest.importorskip("peft")
 pytest.importorskip("diffusers")
 
-from fluxkit._exceptions import DeadlineExceeded, JobCancelledError  # noqa: E402
-from fluxkit.lora import inspect_lora  # noqa: E402
-from fluxkit.training import (  # noqa: E402
+from fluxkit._exceptions import DeadlineExceeded, JobCancelledError
+from fluxkit.lora import inspect_lora
+from fluxkit.training import (
     LocalTrainingConfig,
     LoRALibrary,
     Trainer,
@@ -23,7 +23,7 @@ from fluxkit.training import (  # noqa: E402
     TrainingStep,
     train_local,
 )
-from tests.datasets.conftest import photo_array  # noqa: E402
+from tests.datasets.conftest import photo_array
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,7 +53,7 @@ def small_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def config(model_dir: Path, out: Path, **overrides: Any) -> LocalTrainingConfig:
-    values: dict[str, Any] = dict(
+    values: dict[str, Any] = dict(  # noqa: C408 - LocalTrainingConfig keywords
         model=str(model_dir),
         output_dir=str(out),
         trigger_word="tok",

@@ -30,11 +30,20 @@ def test_push_on_success_publishes_a_private_repo_with_card(
     hub, url = hub_url
     sample = photos.parent / "sample.jpg"
     photo_array(9, (512, 512)).save(sample)
-    trainer = Trainer("fal", api_key="test", base_url=fal.base_url, transport=fal.transport(),
-                      poll_interval=0.01, library=library, upload_cache=UploadCache(),
-                      push_token="hf_test", hub_endpoint=url)
-    job = trainer.train(photos, trigger_word="tok", steps=5, push="me/tok-lora",
-                        samples=[(sample, "photo of tok")])
+    trainer = Trainer(
+        "fal",
+        api_key="test",
+        base_url=fal.base_url,
+        transport=fal.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=UploadCache(),
+        push_token="hf_test",
+        hub_endpoint=url,
+    )
+    job = trainer.train(
+        photos, trigger_word="tok", steps=5, push="me/tok-lora", samples=[(sample, "photo of tok")]
+    )
     lora = job.wait()
     assert lora.source == "hf://me/tok-lora/lora.safetensors"
     repo = hub.repos["me/tok-lora"]
@@ -49,24 +58,52 @@ def test_push_on_success_publishes_a_private_repo_with_card(
 
 
 def test_cli_train_then_resume(
-    fal: FalEmulator, photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fal: FalEmulator,
+    photos: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from fluxkit.cli import main
 
     monkeypatch.setenv("FAL_KEY", "test")
     with fal.serve() as url:
-        common = ["--base-url", url, "--library", str(tmp_path / "lib"), "--poll-interval",
-                  "0.01", "--no-progress"]
-        assert main(["train", str(photos), "--trigger", "tok", "--steps", "5", "--no-wait",
-                     *common]) == 0
+        common = [
+            "--base-url",
+            url,
+            "--library",
+            str(tmp_path / "lib"),
+            "--poll-interval",
+            "0.01",
+            "--no-progress",
+        ]
+        assert (
+            main(["train", str(photos), "--trigger", "tok", "--steps", "5", "--no-wait", *common])
+            == 0
+        )
         out = capsys.readouterr().out
         assert "estimated cost: $0.0100" in out and "handle:" in out
         handle = handle_path_for(photos, "fal")
         assert main(["train", "--resume", str(handle), *common]) == 0
         assert "LoRA: " in capsys.readouterr().out
-        assert main(["train", str(photos), "--trigger", "tok", "--steps", "1000",
-                     "--max-cost", "1", "--backend", "fal", *common], ) != 0
+        assert (
+            main(
+                [
+                    "train",
+                    str(photos),
+                    "--trigger",
+                    "tok",
+                    "--steps",
+                    "1000",
+                    "--max-cost",
+                    "1",
+                    "--backend",
+                    "fal",
+                    *common,
+                ],
+            )
+            != 0
+        )
     assert len(fal.requests(r"^/fal-ai/flux-lora-fast-training$", method="POST")) == 1
     monkeypatch.setenv("REPLICATE_API_TOKEN", "test")
     assert main(["train", "--estimate", "--backend", "replicate", "--steps", "1000"]) == 0
@@ -87,8 +124,9 @@ def test_export_ai_toolkit_and_kohya(photos: Path, tmp_path: Path) -> None:
 
     from fluxkit.training import export_ai_toolkit, export_kohya
 
-    config = export_ai_toolkit(photos, tmp_path / "aitk", trigger_word="tok", steps=1500,
-                               rank=32, learning_rate=2e-4)
+    config = export_ai_toolkit(
+        photos, tmp_path / "aitk", trigger_word="tok", steps=1500, rank=32, learning_rate=2e-4
+    )
     job = yaml.safe_load(config.read_text())
     process = job["config"]["process"][0]
     assert process["network"] == {"type": "lora", "linear": 32, "linear_alpha": 32}
@@ -107,9 +145,11 @@ def test_export_ai_toolkit_and_kohya(photos: Path, tmp_path: Path) -> None:
 
 
 def test_progress_from_tqdm_frames_and_step_words() -> None:
-    log = ("Captioning...\nflux_train_replicate:  83%|########  | 2482/3000 [43:27<09:04,"
-           "  1.05s/it, lr: 4.0e-04 loss: 2.472e-01]\rflux_train_replicate:  83%|########  | "
-           "2490/3000 [43:35<08:56,  1.05s/it, lr: 4.0e-04 loss: 2.400e-01]")
+    log = (
+        "Captioning...\nflux_train_replicate:  83%|########  | 2482/3000 [43:27<09:04,"
+        "  1.05s/it, lr: 4.0e-04 loss: 2.472e-01]\rflux_train_replicate:  83%|########  | "
+        "2490/3000 [43:35<08:56,  1.05s/it, lr: 4.0e-04 loss: 2.400e-01]"
+    )
     found = parse_progress(split_lines(log))
     assert found is not None and (found.step, found.total, found.loss) == (2490, 3000, 0.24)
     assert parse_progress(["step 12/100 loss=0.5"]) == parse_progress(["Step: 12 of 100 loss: 0.5"])

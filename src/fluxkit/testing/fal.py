@@ -177,7 +177,7 @@ class FalEmulator(Emulator):
             return []
         step = job.run_seconds / job.steps if job.steps else 0.0
         if job.endpoint in FAL_TRAINING_ENDPOINTS:
-            lines = training_log_lines(job.step(now), job.steps, style="fal")
+            trained = training_log_lines(job.step(now), job.steps, style="fal")
             return [
                 {
                     "message": m,
@@ -185,7 +185,7 @@ class FalEmulator(Emulator):
                     "source": "user",
                     "timestamp": self._timestamp(job.started_at + step * i),
                 }
-                for i, m in enumerate(lines)
+                for i, m in enumerate(trained)
             ]
         # The sampler's tqdm bar, one log entry per step, as fal's FLUX apps print it.
         lines = [(job.started_at, "Starting FLUX inference")] + [

@@ -53,8 +53,7 @@ def follow(
     tracker = SnapshotEvents(job_id)
     while True:
         snapshot = yield from trainer.snapshot(job_id)
-        for event in tracker.events(snapshot):
-            yield event
+        yield from tracker.events(snapshot)
         if snapshot.status in TERMINAL:
             break
         yield Wait(poll_interval)

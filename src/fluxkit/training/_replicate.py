@@ -229,12 +229,12 @@ def validate_input(given: Mapping[str, Any], schema: Mapping[str, Any], model: s
             raise InvalidRequestError(key, value, "a number")
         if kind == "boolean" and not isinstance(value, bool):
             raise InvalidRequestError(key, value, "true or false")
-        if kind == "string" and not isinstance(value, str):
+        if kind == "string" and not isinstance(value, str | Secret):
             raise InvalidRequestError(key, value, "a string")
         low, high = field.get("minimum"), field.get("maximum")
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if (low is not None and value < low) or (high is not None and value > high):
-                raise InvalidRequestError(key, value, f"{low}-{high}")
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if number and ((low is not None and value < low) or (high is not None and value > high)):
+            raise InvalidRequestError(key, value, f"{low}-{high}")
         if "enum" in field and value not in field["enum"]:
             raise InvalidRequestError(key, value, " | ".join(map(str, field["enum"])))
     for key in spec.get("required") or ():

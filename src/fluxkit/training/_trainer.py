@@ -50,13 +50,11 @@ from fluxkit.training._pricing import estimate_training
 
 if TYPE_CHECKING:
     from fluxkit.batch._pricing import CostEstimate, PriceTable
-    from fluxkit.datasets import DatasetReport
     from fluxkit.training._local import LocalTrainingResult
 
 __all__ = ["AsyncTrainer", "AsyncTrainingJob", "Trainer", "TrainingJob"]
 
 BackendName = Literal["fal", "replicate", "local"]
-DatasetLike = "str | os.PathLike[str] | DatasetReport"
 _UPLOADS = UploadCache()
 _POLL = {"fal": 5.0, "replicate": 5.0}
 
@@ -529,6 +527,11 @@ class TrainingJob:
         )
 
 
+def _kept(handle: TrainingHandle) -> bool:
+    """Whether the handle's LoRA is already in the library (nothing to download)."""
+    return bool(handle.lora_path) and Path(str(handle.lora_path)).exists()
+
+
 def _send_once(request: HttpRequest) -> Flow[Any]:
     return (yield from send(request))
 
@@ -786,7 +789,7 @@ class Trainer:
                 handle,
                 path,
                 push or handle.push,
-                {k: v for k, v in handle.options.items()},
+                dict(handle.options),
             )
         return TrainingJob(self, handle, path, push or handle.push)
 
@@ -863,17 +866,15 @@ class AsyncTrainingJob:
         return snapshot.status
 
     async def wait(
-        self, timeout: float | None = None, on_event: Callable[[Any], None] | None = None
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - the same deadline as TrainingJob.wait
+        on_event: Callable[[Any], None] | None = None,
     ) -> LoRA:
         """As `TrainingJob.wait`; a cancelled task cancels the training at the provider."""
         import anyio.to_thread
 
         job = self.job
-        if (
-            isinstance(job, LocalTrainingJob)
-            or job.lora is not None
-            or (job.handle.lora_path and Path(job.handle.lora_path).exists())
-        ):
+        if isinstance(job, LocalTrainingJob) or job.lora is not None or _kept(job.handle):
             return await anyio.to_thread.run_sync(job.wait, timeout, on_event)
         hosted = job._hosted()
         assert job.id is not None
@@ -903,7 +904,10 @@ class AsyncTrainingJob:
         )
         return job.lora
 
-    async def stream(self, timeout: float | None = None) -> AsyncIterator[Any]:
+    async def stream(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - the same deadline as TrainingJob.wait
+    ) -> AsyncIterator[Any]:
         import anyio
 
         send_stream, receive_stream = anyio.create_memory_object_stream[Any](1000)
