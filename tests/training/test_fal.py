@@ -310,3 +310,32 @@ def test_official_fal_client_speaks_the_training_routes(
         fal.script.run_seconds = 0.0
         with pytest.raises(fal_client.client.FalClientError):
             client.submit("fal-ai/flux-lora-fast-training", {"steps": 5}).get()
+
+
+def test_ctrl_c_while_waiting_cancels_at_the_provider(
+    fal: FalEmulator, library: LoRALibrary, photos: Path
+) -> None:
+    fal.script.run_seconds = 30
+    job = trainer(fal, library).train(photos, trigger_word="tok", steps=10)
+
+    def interrupt(event: Any) -> None:
+        if isinstance(event, StatusChanged):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        job.wait(on_event=interrupt)
+    assert job.id in fal.cancelled
+
+
+def test_a_packed_dataset_report_is_trained_as_is(
+    fal: FalEmulator, library: LoRALibrary, photos: Path, tmp_path: Path
+) -> None:
+    from fluxkit.datasets import pack_dataset
+
+    report = pack_dataset(photos, target="fal", trigger="tok", out=tmp_path / "tok.zip")
+    job = trainer(fal, library).train(report, trigger_word="tok", steps=5)
+    job.wait()
+    body = fal.requests(SUBMITS, method="POST")[0].json()
+    uploaded = fal.files[body["images_data_url"].rsplit("/", 1)[-1]]
+    assert uploaded == (tmp_path / "tok.zip").read_bytes()
+    assert job.handle_path == tmp_path / "tok.zip.fluxkit-train-fal.json"

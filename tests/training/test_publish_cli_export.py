@@ -163,3 +163,37 @@ def test_training_prices_are_published_figures() -> None:
     rep = estimate_training("replicate", "ostris/flux-dev-lora-trainer", 1000)
     assert rep.usd == pytest.approx((180 + 1050) * 0.001525)
     assert estimate_training("local", "x", 10).usd == 0.0
+
+
+def test_a_pushed_lora_generates_on_a_hosted_backend(
+    fal: FalEmulator, library: LoRALibrary, photos: Path, hub_url: tuple[HubEmulator, str]
+) -> None:
+    _, url = hub_url
+    trainer = Trainer(
+        "fal",
+        api_key="test",
+        base_url=fal.base_url,
+        transport=fal.transport(),
+        poll_interval=0.01,
+        library=library,
+        upload_cache=UploadCache(),
+        push_token="hf_test",
+        hub_endpoint=url,
+    )
+    lora = trainer.train(photos, trigger_word="tok", steps=5, push="me/tok-lora").wait()
+    result = fal.generator().generate("portrait of tok", loras=[lora], seed=1)
+    assert result.images
+    sent = fal.requests(r"^/fal-ai/flux-lora$", method="POST")[0].json()
+    assert sent["loras"][0]["path"].endswith("/me/tok-lora/resolve/main/lora.safetensors")
+
+
+def test_import_stays_light() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, fluxkit.training; "
+        "print(sorted(m for m in ('torch', 'diffusers', 'peft') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
