@@ -643,12 +643,56 @@ class Trainer:
         library: where trained LoRAs are kept (a `LoRALibrary` or a folder).
         poll_interval: seconds between status reads (default 5).
         prices: a `fluxkit.batch.PriceTable` for estimates (default: the packaged one).
-        push_token, hub_endpoint: Hugging Face token and endpoint for ``push=``.
+        push_token: Hugging Face token for ``push=`` (else ``HF_TOKEN``).
+        hub_endpoint: Hugging Face endpoint for ``push=`` (else the Hub).
+        upload_cache: where uploaded dataset archives are remembered.
+        environ: environment to read credentials from (default ``os.environ``).
+        rest_url: fal only: the storage REST root.
+        cdn_url: fal only: the CDN root.
         device: local only: ``cpu``, ``cuda``, ...
+        request_timeout: per-request read timeout in seconds.
     """
 
-    def __init__(self, backend: BackendName, **config: Any) -> None:
-        self._config = _Config(backend, **config)
+    def __init__(
+        self,
+        backend: BackendName,
+        *,
+        api_key: str | Secret | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        destination: str | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        library: LoRALibrary | str | os.PathLike[str] | None = None,
+        poll_interval: float | None = None,
+        prices: PriceTable | None = None,
+        push_token: str | Secret | None = None,
+        hub_endpoint: str | None = None,
+        upload_cache: UploadCache | None = None,
+        environ: Mapping[str, str] | None = None,
+        rest_url: str | None = None,
+        cdn_url: str | None = None,
+        device: str = "cpu",
+        request_timeout: float = 60.0,
+    ) -> None:
+        self._config = _Config(
+            backend,
+            api_key=api_key,
+            base_url=base_url,
+            model=model,
+            destination=destination,
+            transport=transport,
+            library=library,
+            poll_interval=poll_interval,
+            prices=prices,
+            push_token=push_token,
+            hub_endpoint=hub_endpoint,
+            upload_cache=upload_cache,
+            environ=environ,
+            rest_url=rest_url,
+            cdn_url=cdn_url,
+            device=device,
+            request_timeout=request_timeout,
+        )
         transport = self._config.transport
         self._client = httpx.Client(
             transport=transport if isinstance(transport, httpx.BaseTransport) else None,
@@ -692,7 +736,8 @@ class Trainer:
             dataset: a photo folder, a packed ``.zip`` or a `fluxkit.datasets.DatasetReport`.
             trigger_word: the word that will call the subject up.
             steps: training steps.
-            rank, learning_rate: LoRA rank and learning rate where the trainer takes them.
+            rank: LoRA rank where the trainer takes it (Replicate ``lora_rank``, local).
+            learning_rate: where the trainer takes it (fal portrait, Replicate, local).
             max_cost: refuse (`BudgetExceeded`) when the estimate is above it or unknown.
             push: ``owner/name`` on the Hugging Face Hub to push the LoRA to on success
                 (a private repo with a model card).
@@ -959,6 +1004,7 @@ class AsyncTrainer:
     """
 
     def __init__(self, backend: BackendName, **config: Any) -> None:
+        """Takes `Trainer`'s arguments."""
         self._sync = Trainer(backend, **config)
         self._config = self._sync._config
         transport = self._config.transport
