@@ -166,3 +166,9 @@ def test_bad_local_settings_are_refused(model_dir: Path) -> None:
         LocalTrainingConfig(model=str(model_dir), output_dir="x", trigger_word="t", resolution=70)
     with pytest.raises(ValueError, match="rank"):
         LocalTrainingConfig(model=str(model_dir), output_dir="x", trigger_word="t", rank=0)
+
+
+def test_unknown_local_option_is_refused(model_dir: Path, small_photos: Path) -> None:
+    trainer = Trainer("local", model=str(model_dir))
+    with pytest.raises(ValueError, match="not a local training option"):
+        trainer.train(small_photos, trigger_word="tok", steps=2, is_style=True)

@@ -807,6 +807,18 @@ class Trainer:
         source = _dataset_path(dataset)
         out = source.with_name(f"{source.name}.fluxkit-local-{handle.fingerprint[:12]}")
         extra = {k: v for k, v in fields.items() if k not in ("trigger_word", "steps")}
+        known = set(LocalTrainingConfig.__dataclass_fields__) - {
+            "model",
+            "output_dir",
+            "trigger_word",
+            "steps",
+            "device",
+        }
+        for key, value in extra.items():
+            if key not in known:
+                raise InvalidRequestError(
+                    key, value, ", ".join(sorted(known)), reason="not a local training option"
+                )
         config = LocalTrainingConfig(
             model=self._config.model_id,
             output_dir=str(out),
