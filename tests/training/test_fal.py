@@ -339,3 +339,18 @@ def test_a_packed_dataset_report_is_trained_as_is(
     uploaded = fal.files[body["images_data_url"].rsplit("/", 1)[-1]]
     assert uploaded == (tmp_path / "tok.zip").read_bytes()
     assert job.handle_path == tmp_path / "tok.zip.fluxkit-train-fal.json"
+
+
+def test_the_dataset_report_and_archive_checks(
+    fal: FalEmulator, library: LoRALibrary, photos: Path, tmp_path: Path
+) -> None:
+    import zipfile
+
+    job = trainer(fal, library).train(photos, trigger_word="tok", steps=5)
+    assert job.dataset_report is not None and len(job.dataset_report.images) == 5
+    thin = tmp_path / "thin.zip"
+    with zipfile.ZipFile(thin, "w") as archive:
+        archive.writestr("a.jpg", b"x")
+    with pytest.raises(InvalidRequestError, match="holds 1"):
+        trainer(fal, library).train(thin, trigger_word="tok", steps=5)
+    job.cancel()

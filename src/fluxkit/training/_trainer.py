@@ -9,11 +9,13 @@ written before the paid call and again the moment the provider accepts it.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import queue
 import threading
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -56,6 +58,8 @@ __all__ = ["AsyncTrainer", "AsyncTrainingJob", "Trainer", "TrainingJob"]
 
 BackendName = Literal["fal", "replicate", "local"]
 _UPLOADS = UploadCache()
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+MIN_IMAGES = 4
 _POLL = {"fal": 5.0, "replicate": 5.0}
 
 
@@ -219,10 +223,11 @@ class _Config:
         if cost.usd is None or cost.usd > max_cost:
             raise BudgetExceeded(cost.usd, limit=max_cost, detail=cost.detail)
 
-    def archive(self, dataset: Any, trigger_word: str) -> tuple[bytes, str]:
+    def archive(self, dataset: Any, trigger_word: str) -> tuple[bytes, str, Any]:
         """The zip to upload, packed for this trainer when ``dataset`` is a photo folder (the
-        dataset toolkit's checks: count, sizes, duplicates)."""
+        dataset toolkit's checks: count, sizes, duplicates), and the dataset report."""
         path = _dataset_path(dataset)
+        report: Any = dataset if hasattr(dataset, "output") else None
         if path.is_dir():
             from fluxkit.datasets import pack_dataset
 
@@ -238,9 +243,18 @@ class _Config:
                 raise InvalidRequestError("dataset", str(path), "at least 4 usable images")
             path = report.output
         data = path.read_bytes()
-        if not data.startswith(b"PK"):
+        if not zipfile.is_zipfile(io.BytesIO(data)):
             raise InvalidRequestError("dataset", str(path), "a photo folder or a .zip archive")
-        return data, hashlib.sha256(data).hexdigest()
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            images = [n for n in archive.namelist() if n.lower().endswith(_IMAGE_SUFFIXES)]
+        if len(images) < MIN_IMAGES:
+            raise InvalidRequestError(
+                "dataset",
+                str(path),
+                f"an archive with at least {MIN_IMAGES} images",
+                reason=f"it holds {len(images)}",
+            )
+        return data, hashlib.sha256(data).hexdigest(), report
 
     def finish(
         self,
@@ -351,6 +365,8 @@ class TrainingJob:
         self.handle_path = handle_path
         self.push = push
         self.samples: Sequence[Any] = ()
+        self.dataset_report: Any = None
+        """The `fluxkit.datasets.DatasetReport` of the packed photos (None for a given zip)."""
         """Images for the Hub model card's gallery when the LoRA is pushed."""
         self.events: list[Any] = []
         self.logs: list[str] = []
@@ -770,12 +786,13 @@ class Trainer:
             return local
         hosted = config.hosted
         assert hosted is not None
-        archive, sha = config.archive(dataset, trigger_word)
+        archive, sha, report = config.archive(dataset, trigger_word)
         body = self._run(hosted.prepare(archive, sha, fields), FlowContext(hosted.name))
         fresh.options["archive_sha256"] = sha
         fresh.save(path)  # before the paid call: a crash now is seen as "submitting"
         job = TrainingJob(self, fresh, path, push)
         job.samples = samples
+        job.dataset_report = report
 
         def accepted(event: Any) -> None:
             if isinstance(event, Submitted):
@@ -1061,12 +1078,13 @@ class AsyncTrainer:
         config.budget(steps, fields, max_cost)
         hosted = config.hosted
         assert hosted is not None
-        archive, sha = await anyio.to_thread.run_sync(config.archive, dataset, trigger_word)
+        archive, sha, report = await anyio.to_thread.run_sync(config.archive, dataset, trigger_word)
         body = await self._run(hosted.prepare(archive, sha, fields), FlowContext(hosted.name))
         fresh.options["archive_sha256"] = sha
         fresh.save(path)
         job = TrainingJob(self._sync, fresh, path, push)
         job.samples = samples
+        job.dataset_report = report
 
         def accepted(event: Any) -> None:
             if isinstance(event, Submitted):
