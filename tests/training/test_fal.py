@@ -354,3 +354,19 @@ def test_the_dataset_report_and_archive_checks(
     with pytest.raises(InvalidRequestError, match="holds 1"):
         trainer(fal, library).train(thin, trigger_word="tok", steps=5)
     job.cancel()
+
+
+def test_a_running_fal_training_that_ignores_cancel_is_never_paid_twice(
+    fal: FalEmulator, library: LoRALibrary, photos: Path
+) -> None:
+    fal.cancel_running = False  # fal stops only queued requests
+    fal.script.run_seconds = 0.8
+    job = trainer(fal, library).train(photos, trigger_word="tok", steps=10)
+    with pytest.raises(DeadlineExceeded):
+        job.wait(timeout=0.1)
+    assert job.id in fal.cancel_requests and job.id not in fal.cancelled
+    assert job.status == "running"
+    assert TrainingHandle.load(job.handle_path).status == "running"
+    again = trainer(fal, library).train(photos, trigger_word="tok", steps=10)
+    assert again.id == job.id and again.wait().trigger_words == ("tok",)
+    assert len(fal.requests(SUBMITS, method="POST")) == 1

@@ -484,8 +484,8 @@ class TrainingJob:
                 ),
                 ctx,
             )
-        except (DeadlineExceeded, JobCancelledError, KeyboardInterrupt):
-            self._note_status(TrainingSnapshot("canceled", error="cancelled by fluxkit"))
+        except (DeadlineExceeded, JobCancelledError):
+            self._settle()
             raise
         self._note_status(final)
         raise_for(hosted.name, self.id, final)
@@ -527,9 +527,17 @@ class TrainingJob:
         answer = self._trainer._run(
             _send_once(hosted.cancel_request(self.id)), FlowContext(hosted.name)
         )
-        if answer.ok:
-            self._note_status(TrainingSnapshot("canceled", error="cancelled by the user"))
+        self._settle()
         return bool(answer.ok)
+
+    def _settle(self) -> None:
+        """After a cancel: record what the provider says now, not what was asked. fal stops
+        only queued requests; a running one goes on (and is billed), and its handle must keep
+        saying so, or training the dataset again would pay for a second run."""
+        try:
+            self.refresh()
+        except Exception:  # best effort: the handle keeps its last known state
+            return
 
     def _hosted(self) -> HostedTrainer:
         hosted = self._trainer._config.hosted
@@ -963,7 +971,7 @@ class AsyncTrainingJob:
                 job._context(timeout, on_event),
             )
         except (DeadlineExceeded, JobCancelledError):
-            job._note_status(TrainingSnapshot("canceled", error="cancelled by fluxkit"))
+            await self._settle()
             raise
         job._note_status(final)
         raise_for(hosted.name, job.id, final)
@@ -1013,9 +1021,14 @@ class AsyncTrainingJob:
         answer = await self._trainer._run(
             _send_once(hosted.cancel_request(job.id)), FlowContext(hosted.name)
         )
-        if answer.ok:
-            job._note_status(TrainingSnapshot("canceled", error="cancelled by the user"))
+        await self._settle()
         return bool(answer.ok)
+
+    async def _settle(self) -> None:
+        try:
+            await self.refresh()
+        except Exception:  # best effort, as TrainingJob._settle
+            return
 
 
 class AsyncTrainer:
