@@ -197,3 +197,28 @@ def test_import_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "missing-folder", "--trigger", "t"],
+        ["train", "--resume", "missing.json"],
+        ["train", "photos", "--trigger", "t", "--steps", "abc"],
+        ["train", "photos", "--trigger", "t", "--backend", "local"],
+        ["train", "photos", "--trigger", "t", "--backend", "nope"],
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    from fluxkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FAL_KEY", "test")
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
