@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -222,3 +223,31 @@ def test_cli_bad_input_is_one_line_exit_2(
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert "Traceback" not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    ("backend", "model", "path"),
+    [
+        ("fal", None, r"^/fal-ai/flux-lora$"),
+        ("replicate", None, r"/black-forest-labs/flux-dev-lora/predictions$"),
+        ("together", "flux-dev-lora", r"/images/generations$"),
+    ],
+)
+def test_the_trained_lora_shape_generates_on_each_hosted_backend(
+    backend: str, model: str | None, path: str
+) -> None:
+    """What `push=` returns (``hf://owner/name/lora.safetensors`` + trigger) on each backend —
+    on Together with the LoRA-capable FLUX.1 model."""
+    import fluxkit
+    from fluxkit.testing.replicate import ReplicateEmulator
+    from fluxkit.testing.together import TogetherEmulator
+
+    emu = {"fal": FalEmulator, "replicate": ReplicateEmulator, "together": TogetherEmulator}
+    emulator = emu[backend]()
+    lora = fluxkit.LoRA("hf://me/tok-lora/lora.safetensors", trigger_words=("tok",))
+    options = {"model": model} if model else {}
+    result = emulator.generator(**options).generate(
+        "portrait of tok", loras=[lora], seed=1, size=(512, 512)
+    )
+    assert result.images and emulator.requests(path, method="POST")
+    assert "tok-lora" in json.dumps(emulator.requests(path, method="POST")[0].json())
