@@ -172,3 +172,16 @@ def test_unknown_local_option_is_refused(model_dir: Path, small_photos: Path) ->
     trainer = Trainer("local", model=str(model_dir))
     with pytest.raises(ValueError, match="not a local training option"):
         trainer.train(small_photos, trigger_word="tok", steps=2, is_style=True)
+
+
+def test_captions_from_txt_files_and_metadata_jsonl(tmp_path: Path) -> None:
+    from fluxkit.training._local import load_images
+
+    folder = tmp_path / "ds" / "train"
+    folder.mkdir(parents=True)
+    for index in range(3):
+        photo_array(index, (64, 64)).save(folder / f"{index}.jpg")
+    (folder / "0.txt").write_text("from a txt file")
+    (folder / "metadata.jsonl").write_text('{"file_name": "1.jpg", "text": "from jsonl"}\nbad\n5\n')
+    captions = [caption for _, caption in load_images(tmp_path / "ds", "tok")]
+    assert captions == ["from a txt file", "from jsonl", "tok"]

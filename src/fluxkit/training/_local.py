@@ -112,18 +112,43 @@ def load_images(dataset: str | os.PathLike[str], trigger_word: str) -> list[tupl
             files[name] = data
     else:
         raise InvalidRequestError("dataset", str(dataset), "a folder or .zip of images")
+    listed = _jsonl_captions(files)
     pairs = []
     for name in sorted(files):
         stem, suffix = os.path.splitext(name)
         if suffix.lower() not in _IMAGE_SUFFIXES:
             continue
         caption_bytes = files.get(stem + ".txt")
-        caption = caption_bytes.decode("utf-8").strip() if caption_bytes else trigger_word
+        caption = (
+            caption_bytes.decode("utf-8").strip()
+            if caption_bytes
+            else listed.get(name, trigger_word)
+        )
         image = ops.exif_transpose(image_module.open(io.BytesIO(files[name]))).convert("RGB")
         pairs.append((image, caption or trigger_word))
     if not pairs:
         raise InvalidRequestError("dataset", str(dataset), "at least one image")
     return pairs
+
+
+def _jsonl_captions(files: dict[str, bytes]) -> dict[str, str]:
+    """Captions of a diffusers ImageFolder (``metadata.jsonl``: ``file_name`` + ``text``)."""
+    captions: dict[str, str] = {}
+    for name, data in files.items():
+        if not name.endswith("metadata.jsonl"):
+            continue
+        folder = name[: -len("metadata.jsonl")]
+        for line in data.decode("utf-8").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            text = entry.get("text") or entry.get("caption") or entry.get("prompt")
+            if entry.get("file_name") and isinstance(text, str):
+                captions[folder + str(entry["file_name"])] = text.strip()
+    return captions
 
 
 def bucket_size(width: int, height: int, resolution: int) -> tuple[int, int]:
