@@ -251,3 +251,30 @@ def test_the_trained_lora_shape_generates_on_each_hosted_backend(
     )
     assert result.images and emulator.requests(path, method="POST")
     assert "tok-lora" in json.dumps(emulator.requests(path, method="POST")[0].json())
+
+
+def test_a_failed_push_is_retried_on_resume_without_training_again(
+    fal: FalEmulator, library: LoRALibrary, photos: Path, hub_url: tuple[HubEmulator, str]
+) -> None:
+    hub, url = hub_url
+
+    def make(token: str) -> Trainer:
+        return Trainer(
+            "fal",
+            api_key="test",
+            base_url=fal.base_url,
+            transport=fal.transport(),
+            poll_interval=0.01,
+            library=library,
+            upload_cache=UploadCache(),
+            push_token=token,
+            hub_endpoint=url,
+        )
+
+    job = make("hf_wrong").train(photos, trigger_word="tok", steps=5, push="me/tok-lora")
+    with pytest.raises(Exception, match="401|403|[Aa]uth|[Tt]oken"):
+        job.wait()
+    assert job.handle.lora_path and Path(job.handle.lora_path).exists()  # kept all the same
+    lora = make("hf_test").resume(job.handle_path).wait()
+    assert lora.source == "hf://me/tok-lora/lora.safetensors" and "me/tok-lora" in hub.repos
+    assert len(fal.requests(r"^/fal-ai/flux-lora-fast-training$", method="POST")) == 1

@@ -64,6 +64,8 @@ def test_missing_destination_is_created_private_then_trained(
     assert job.status == "succeeded" and inspect_lora(lora.source).rank == 4
     assert job.cost.basis == "reported" and job.cost.usd == pytest.approx(0.1 * 0.001525, abs=1e-6)
     assert Path(lora.source).with_name("config.yaml").exists()
+    # the destination's new version, runnable on Replicate as is
+    assert job.handle.options["provider_version"] == f"me/tok-lora:{job.id}"
 
 
 def test_existing_destination_is_not_recreated(

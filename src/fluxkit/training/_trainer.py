@@ -489,6 +489,7 @@ class TrainingJob:
             raise
         self._note_status(final)
         raise_for(hosted.name, self.id, final)
+        _note_version(self.handle, final)
         files = self._trainer._run(hosted.weights(self.id, final), FlowContext(hosted.name))
         self.lora = self._trainer._config.finish(
             self.handle, self.handle_path, files, self.push, self.samples
@@ -549,6 +550,13 @@ class TrainingJob:
             f"TrainingJob(backend={self.handle.backend!r}, id={self.id!r}, "
             f"status={self.status!r}, step={self.step})"
         )
+
+
+def _note_version(handle: TrainingHandle, snapshot: TrainingSnapshot) -> None:
+    """Replicate: the destination's new version (``owner/name:id``), runnable there as is."""
+    version = snapshot.output.get("version") if isinstance(snapshot.output, dict) else None
+    if isinstance(version, str) and version:
+        handle.options["provider_version"] = version
 
 
 def _kept(handle: TrainingHandle) -> bool:
@@ -975,6 +983,7 @@ class AsyncTrainingJob:
             raise
         job._note_status(final)
         raise_for(hosted.name, job.id, final)
+        _note_version(job.handle, final)
         files = await self._trainer._run(hosted.weights(job.id, final), FlowContext(hosted.name))
         job.lora = await anyio.to_thread.run_sync(
             self._trainer._config.finish,
