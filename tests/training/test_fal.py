@@ -370,3 +370,17 @@ def test_a_running_fal_training_that_ignores_cancel_is_never_paid_twice(
     again = trainer(fal, library).train(photos, trigger_word="tok", steps=10)
     assert again.id == job.id and again.wait().trigger_words == ("tok",)
     assert len(fal.requests(SUBMITS, method="POST")) == 1
+
+
+def test_queue_positions_then_running_then_steps(
+    fal: FalEmulator, library: LoRALibrary, photos: Path
+) -> None:
+    from fluxkit._events import Queued
+
+    fal.queue_position, fal.script.queue_seconds = 3, 0.3
+    events: list[Any] = []
+    trainer(fal, library).train(photos, trigger_word="tok", steps=5).wait(on_event=events.append)
+    positions = [e.position for e in events if isinstance(e, Queued)]
+    assert positions and positions[0] == 3 and positions == sorted(positions, reverse=True)
+    order = [type(e).__name__ for e in events]
+    assert order.index("Queued") < order.index("Started") < order.index("TrainingStep")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fluxkit._events import Log, Started
+from fluxkit._events import Log, Queued, Started
 from fluxkit.training._logs import progress_of
 from fluxkit.training._model import StatusChanged, TrainingSnapshot, TrainingStep
 
@@ -21,6 +21,7 @@ class SnapshotEvents:
         self.step = 0
         self.loss: float | None = None
         self.total: int | None = None
+        self.position: int | None = None
 
     def events(self, snapshot: TrainingSnapshot) -> list[Any]:
         found: list[Any] = []
@@ -29,6 +30,9 @@ class SnapshotEvents:
                 found.append(Started(request_id=self.request_id))
             self.status = snapshot.status
             found.append(StatusChanged(snapshot.status))
+        if snapshot.status == "queued" and snapshot.position not in (None, self.position):
+            self.position = snapshot.position
+            found.append(Queued(snapshot.position, request_id=self.request_id))
         fresh = snapshot.logs[self.lines_seen :] if len(snapshot.logs) >= self.lines_seen else ()
         self.lines_seen = len(snapshot.logs)
         for line in fresh:

@@ -205,7 +205,12 @@ class FalTrainer(HostedTrainer):
         logs = tuple(new_logs(status, set()))
         state = status.get("status") if isinstance(status, dict) else None
         if state in _STATUS:
-            return TrainingSnapshot(_STATUS[state], logs=logs)
+            position = status.get("queue_position")
+            return TrainingSnapshot(
+                _STATUS[state],
+                logs=logs,
+                position=position if isinstance(position, int) else None,
+            )
         if state != "COMPLETED":
             raise ResponseFormatError(f"unknown status {state!r}", backend="fal", body=status)
         metrics = status.get("metrics") or {}

@@ -54,6 +54,8 @@ class TrainingSnapshot:
     error: str | None = None
     output: Any = None
     run_seconds: float | None = None
+    position: int | None = None
+    """Place in the provider's queue, where it says (fal)."""
 
 
 @dataclass
