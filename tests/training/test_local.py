@@ -146,6 +146,7 @@ def test_trainer_local_end_to_end_with_handle(
         handle=handle,
     )
     assert again.wait().source == job.lora.source
+    assert again.refresh() == "succeeded"
 
 
 def test_local_timeout_cancels_and_keeps_a_checkpoint(

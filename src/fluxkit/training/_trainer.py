@@ -442,6 +442,8 @@ class TrainingJob:
 
     def refresh(self) -> TrainingStatus:
         """Ask the provider once; returns the status."""
+        if self._trainer._config.hosted is None:  # a finished local training
+            return self.status
         hosted = self._hosted()
         assert self.id is not None
         snapshot: TrainingSnapshot = self._trainer._run(
