@@ -39,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--resolution", type=int, help="local: bucket resolution")
     parser.add_argument("--poll-interval", type=float, help=argparse.SUPPRESS)
     parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="draw a progress bar (default: only when stderr is a terminal)",
     )
     parser.set_defaults(handler=run_train)
@@ -52,8 +54,9 @@ def run_train(args: argparse.Namespace) -> int:
     if args.resume:
         backend = TrainingHandle.load(args.resume).backend
     elif not args.estimate and (not args.photos or not args.trigger):
-        print("fluxkit train: PHOTOS and --trigger are needed (or --resume HANDLE)",
-              file=sys.stderr)
+        print(
+            "fluxkit train: PHOTOS and --trigger are needed (or --resume HANDLE)", file=sys.stderr
+        )
         return 2
     else:
         backend = args.backend
@@ -72,16 +75,24 @@ def run_train(args: argparse.Namespace) -> int:
         if args.resolution is not None:
             options["resolution"] = args.resolution
         print(f"estimated cost: {trainer.estimate(args.steps)}")
-        job = trainer.train(args.photos, trigger_word=args.trigger, steps=args.steps,
-                            rank=args.rank, learning_rate=args.learning_rate,
-                            max_cost=args.max_cost, push=args.push, **options)
+        job = trainer.train(
+            args.photos,
+            trigger_word=args.trigger,
+            steps=args.steps,
+            rank=args.rank,
+            learning_rate=args.learning_rate,
+            max_cost=args.max_cost,
+            push=args.push,
+            **options,
+        )
     print(f"training {job.id} on {backend}; handle: {job.handle_path}")
     if args.no_wait:
         return 0
     bar = None
     if wanted(args.progress):
-        bar = tqdm_class()(total=job.handle.steps, desc=f"train {backend}", unit="step",
-                           file=sys.stderr)
+        bar = tqdm_class()(
+            total=job.handle.steps, desc=f"train {backend}", unit="step", file=sys.stderr
+        )
 
     def draw(event: Any) -> None:
         if bar is not None and isinstance(event, TrainingStep):
