@@ -21,9 +21,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("photos", nargs="?", metavar="PHOTOS", help="photo folder or .zip")
     parser.add_argument("--resume", metavar="HANDLE", help="follow the training a handle names")
-    parser.add_argument("--backend", choices=("fal", "replicate", "local"), default="fal")
+    parser.add_argument(
+        "--backend",
+        choices=("fal", "replicate", "local"),
+        default="fal",
+        help="where to train (default fal)",
+    )
     parser.add_argument("--trigger", metavar="WORD", help="trigger word, e.g. tok")
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
     parser.add_argument("--rank", type=int, help="LoRA rank (replicate, local)")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
     parser.add_argument("--model", help="fal: fast|portrait; local: a FLUX.1 diffusers folder")
@@ -37,7 +42,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--library", metavar="DIR", help="LoRA library folder")
     parser.add_argument("--device", default="cpu", help="local: cpu, cuda, ...")
     parser.add_argument("--resolution", type=int, help="local: bucket resolution")
-    parser.add_argument("--poll-interval", type=float, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--poll-interval", type=float, metavar="S", help="seconds between status reads (default 5)"
+    )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
