@@ -22,6 +22,9 @@ from fluxkit.comfy import (
 )
 from tests.comfy import kit
 
+# One worker runs every test of the real ComfyUI server (it starts once per process).
+pytestmark = pytest.mark.xdist_group("comfyui")
+
 EXAMPLE = kit.KIT / "workflows" / "example.png"
 
 

@@ -395,12 +395,13 @@ def test_server_error_during_generation_is_not_resubmitted(
 
 def test_deadline_abandons_the_request(emu: TogetherEmulator) -> None:
     # Over a real port: only a socket honours the read timeout the deadline sets.
-    emu.script.run_seconds = 2.0
+    emu.script.run_seconds = 5.0
     with emu.serve() as url, fluxkit.Generator("together", api_key=KEY, base_url=url) as gen:
+        gen.capabilities()  # plan once first: the deadline below is the request's, not setup's
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded) as caught:
-            gen.generate("x", size=SMALL, timeout=0.3)
-        assert time.monotonic() - started < 1.0
+            gen.generate("x", size=SMALL, timeout=1.0)
+        assert time.monotonic() - started < 3.0  # abandoned at the deadline, not after 5 s
     assert caught.value.cancelled is False  # Together has no cancel endpoint
     assert [r.path for r in emu.log] == ["/v1/images/generations"]
 

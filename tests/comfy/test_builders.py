@@ -22,6 +22,9 @@ from fluxkit.comfy import (
     validate_graph,
 )
 
+# One worker runs every test of the real ComfyUI server (it starts once per process).
+pytestmark = pytest.mark.xdist_group("comfyui")
+
 
 @pytest.fixture(scope="module")
 def info(comfy: Any) -> ObjectInfo:
