@@ -21,7 +21,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def tests_minimal(session: nox.Session) -> None:
     """Core only: proves optional packages are imported lazily."""
-    session.install("-e", ".", "pytest", "pytest-asyncio", "hypothesis")
+    session.install("-e", ".", "pytest", "pytest-asyncio", "pytest-xdist", "hypothesis")
     session.run(
         "pytest",
         "tests/test_types.py",
