@@ -259,7 +259,9 @@ class ReplicateBackend(HttpBackend):
             ),
         )
         polled = yield from send(HttpRequest("GET", url, headers=self._headers()))
-        return (yield from self._collect(call, prediction_of(polled, self.name), self.payload(call)))
+        return (
+            yield from self._collect(call, prediction_of(polled, self.name), self.payload(call))
+        )
 
     def _collect(
         self, call: Call, prediction: dict[str, Any], built: BuiltInput
