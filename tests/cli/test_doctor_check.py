@@ -128,3 +128,35 @@ def test_every_option_has_help() -> None:
         return missing
 
     assert walk(build_parser(), "fluxkit") == []
+
+
+def test_runpod_and_hugging_face_keys_are_verified_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fluxkit.testing.runpod import RunPodEmulator
+
+    runpod = RunPodEmulator(api_key=GOOD, endpoint_id="ep1")
+    transports = {
+        **_emulators(),
+        "runpod": runpod.transport(),
+        "huggingface": HubEmulator(tokens={GOOD: "me"}).transport(),
+    }
+    monkeypatch.setenv("RUNPOD_ENDPOINT_ID", "ep1")
+    monkeypatch.setenv("RUNPOD_API_KEY", "wrong-key")
+    monkeypatch.setenv("HF_TOKEN", "wrong-key")
+    assert run(argparse.Namespace(check=True), transports=transports) == 1
+    output = capsys.readouterr().out
+    assert "key rejected" in _row(output, "runpod") and "key rejected" in _row(
+        output, "huggingface"
+    )
+    monkeypatch.setenv("RUNPOD_API_KEY", GOOD)
+    monkeypatch.setenv("HF_TOKEN", GOOD)
+    run(argparse.Namespace(check=True), transports=transports)
+    output = capsys.readouterr().out
+    assert "key verified" in _row(output, "runpod") and "key verified" in _row(
+        output, "huggingface"
+    )
+    assert runpod.requests(r"/health$") and not runpod.jobs  # free: nothing ran
+    monkeypatch.delenv("RUNPOD_ENDPOINT_ID")
+    run(argparse.Namespace(check=True), transports=transports)
+    assert "not configured" in _row(capsys.readouterr().out, "runpod")
