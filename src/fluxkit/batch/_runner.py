@@ -41,7 +41,7 @@ from fluxkit._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
-from fluxkit.backends._base import HttpBackend
+from fluxkit.backends._base import HttpBackend, LocalBackend
 from fluxkit.batch._inputs import expand
 from fluxkit.batch._journal import JOURNAL_NAME, Job, Journal
 
@@ -122,7 +122,10 @@ class _Client:
         self.limiter = anyio.CapacityLimiter(threads)
         self.backend = generator.backend
         backend = generator._backend
-        self.deduplicates = isinstance(backend, HttpBackend) and backend.deduplicates()
+        # A local job that died mid-run cost nothing at any provider: it is simply run again.
+        self.deduplicates = isinstance(backend, LocalBackend) or (
+            isinstance(backend, HttpBackend) and backend.deduplicates()
+        )
 
     async def generate(
         self, request: Mapping[str, Any], key: str, on_event: Callable[[Any], None]
