@@ -641,3 +641,29 @@ def test_module_import_is_light() -> None:
         "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- batches and replay on the local backend ------------------------------------------------------
+
+
+def test_a_batch_reruns_a_local_job_interrupted_mid_run(gen: Generator, tmp_path: Path) -> None:
+    from fluxkit.batch import expand, run_batch
+    from fluxkit.batch._journal import JOURNAL_NAME, Journal
+
+    defaults = {"size": SIZE, "steps": STEPS}
+    jobs = expand([{"prompt": "a photo of a cat", "seed": 3}], defaults)
+    with Journal.open(tmp_path / JOURNAL_NAME) as journal:  # a run died while generating
+        journal.plan(jobs)
+        journal.submitting(jobs[0][0], "diffusers")
+    summary = run_batch(
+        [{"prompt": "a photo of a cat", "seed": 3}], gen, tmp_path, defaults=defaults
+    )
+    assert summary.ok and summary.saved == 1 and not summary.uncertain
+
+
+def test_replaying_a_local_generation_reproduces_the_pixels(gen: Generator, tmp_path: Path) -> None:
+    first = run(gen, seed=5)
+    saved = first.images[0].save(tmp_path / "cat.png")
+    again = fluxkit.replay(saved, generator=gen)
+    assert again.images[0].seed == 5
+    assert np.array_equal(pixels(again), pixels(first))
