@@ -254,14 +254,12 @@ class _GeneratorCore(Generic[ClientT]):
             (image.width or plan.request.width, image.height or plan.request.height)
             for image in result.images
         ]
-        seconds = result.timings.running if self.prices.price(self.backend, plan.model) else None
-        price = self.prices.price(self.backend, plan.model)
         cost = self.prices.actual(
             self.backend,
             plan.model,
             sizes=sizes,
             steps=plan.request.steps,
-            seconds=seconds if price is not None and price.unit == "gpu_second" else None,
+            seconds=result.timings.running,  # used by per-GPU-second prices only
         )
         if plan.reserved is not None:
             with self._budget_lock:

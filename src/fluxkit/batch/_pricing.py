@@ -15,7 +15,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any, Literal
@@ -232,8 +232,3 @@ def _parse(data: Any, *, confidence: str) -> dict[str, Price]:
 def _default_table() -> PriceTable:
     text = resources.files("fluxkit.batch").joinpath("prices.json").read_text(encoding="utf-8")
     return PriceTable(_parse(json.loads(text), confidence="unverified"))
-
-
-def with_seconds(price: Price, seconds_per_image: float) -> Price:
-    """``price`` assuming ``seconds_per_image`` of GPU time per image when estimating."""
-    return replace(price, seconds_per_image=seconds_per_image)

@@ -331,7 +331,9 @@ class _Engine:
         except Exception as exc:  # JobFailedError, DeadlineExceeded, ResultUnavailableError...
             self.journal.failed(job.key, exc)
         else:
-            self._finish(job, result)
+            self.pace.succeeded()
+            # saving encodes, fsyncs and hashes: off the event loop, which other jobs share
+            await anyio.to_thread.run_sync(self._finish, job, result)
 
     async def _collect(self, job: Job) -> None:
         assert job.request_id is not None
@@ -344,10 +346,11 @@ class _Engine:
             self.journal.failed(job.key, exc)
         else:
             self.summary.collected += 1
-            self._finish(job, result)
+            self.pace.succeeded()
+            # saving encodes, fsyncs and hashes: off the event loop, which other jobs share
+            await anyio.to_thread.run_sync(self._finish, job, result)
 
     def _finish(self, job: Job, result: GenerationResult) -> None:
-        self.pace.succeeded()
         if not result.images:
             self.journal.failed(
                 job.key, "the provider returned no image (content filter?)", "NoImage"
@@ -598,14 +601,15 @@ def run_batch(
             )
         except BaseException as exc:
             failure.append(exc)
+        finally:
+            finished.set()
 
     # Its own thread and loop: works in scripts and inside a running loop (Jupyter) alike.
     # On Ctrl-C the journal already holds every accepted job's id: the next run collects them.
-    worker = threading.Thread(target=main, name="fluxkit-batch", daemon=True)
     finished = threading.Event()
-    worker.start()
-    while worker.is_alive():
-        finished.wait(0.2)  # short waits: Ctrl-C reaches this thread between them
+    threading.Thread(target=main, name="fluxkit-batch", daemon=True).start()
+    while not finished.wait(0.2):  # short waits: Ctrl-C reaches this thread between them
+        pass
     if failure:
         raise failure[0]
     return outcome[0]

@@ -87,14 +87,42 @@ def _verdict(status: int, *, missing_is_ok: bool) -> tuple[str, str]:
     return "unverified", f"unexpected answer HTTP {status}; try again later"
 
 
+def _probe(
+    name: str,
+    method: str,
+    url: str,
+    headers: Mapping[str, Any],
+    what: str,
+    transport: Any,
+    timeout: float,
+) -> tuple[str, str]:
+    """One authenticated request through the drivers (no retries): the verdict on the key.
+
+    Headers may hold ``Secret`` values; only the driver reveals them, on the wire.
+    """
+    import httpx
+
+    from fluxkit._core import HttpRequest, RetryPolicy, send
+    from fluxkit._drivers import FlowContext, run_flow
+    from fluxkit._exceptions import ProviderError
+
+    request = HttpRequest(
+        method, url, headers=headers, retry="never", raise_for_status=False, timeout=timeout
+    )
+    try:
+        with httpx.Client(transport=transport) as client:
+            answer = run_flow(send(request), client, FlowContext(name, RetryPolicy(max_retries=0)))
+    except ProviderError as exc:  # the connection failed: not a verdict on the key
+        return "unreachable", f"{what} failed: {exc.__cause__.__class__.__name__}"
+    return _verdict(answer.value.status_code, missing_is_ok=name == "fal")
+
+
 def check_key(name: str, *, transport: Any = None, timeout: float = 10.0) -> tuple[str, str] | None:
     """(state, hint) after asking ``name``'s provider whether its configured key is good.
 
     None when ``name`` has no key check (local backends). ``transport`` is an httpx transport
     (an emulator's in tests); the key is never printed.
     """
-    import httpx
-
     from fluxkit._exceptions import FluxkitError, MissingCredentialsError
     from fluxkit.backends import get_backend_class
 
@@ -109,34 +137,22 @@ def check_key(name: str, *, transport: Any = None, timeout: float = 10.0) -> tup
     except FluxkitError as exc:  # set-up beyond the key, e.g. runpod without RUNPOD_ENDPOINT_ID
         return "not configured", str(exc)
     make_headers = getattr(backend, "_headers", None)
-    wrapped = (
+    headers = (
         make_headers()
         if callable(make_headers)
         else {"authorization": backend.api_key.prefixed("Bearer ")}
     )
-    headers = {
-        key: value if isinstance(value, str) else value.reveal() for key, value in wrapped.items()
-    }
-    try:
-        with httpx.Client(transport=transport, timeout=timeout) as client:
-            answer = client.request(method, url_for(backend), headers=headers)
-    except httpx.HTTPError as exc:
-        return "unreachable", f"{what} failed: {type(exc).__name__}"
-    return _verdict(answer.status_code, missing_is_ok=name == "fal")
+    return _probe(name, method, url_for(backend), headers, what, transport, timeout)
 
 
 def _check_hub_token(transport: Any, timeout: float = 10.0) -> tuple[str, str] | None:
-    import httpx
+    from fluxkit._config import Secret
 
     token = os.environ.get("HF_TOKEN")
     if not token:
         return None
-    try:
-        with httpx.Client(transport=transport, timeout=timeout) as client:
-            answer = client.get(_HF_WHOAMI, headers={"authorization": f"Bearer {token}"})
-    except httpx.HTTPError as exc:
-        return "unreachable", f"whoami failed: {type(exc).__name__}"
-    return _verdict(answer.status_code, missing_is_ok=False)
+    headers = {"authorization": Secret(token).prefixed("Bearer ")}
+    return _probe("hub", "GET", _HF_WHOAMI, headers, "whoami", transport, timeout)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
