@@ -41,6 +41,7 @@ from fluxkit._exceptions import (
     ProviderUnavailableError,
     RateLimitError,
 )
+from fluxkit._files import clean_stale_temps
 from fluxkit.backends._base import HttpBackend, LocalBackend
 from fluxkit.batch._inputs import expand
 from fluxkit.batch._journal import JOURNAL_NAME, Job, Journal
@@ -378,6 +379,10 @@ class _Engine:
                 existing = read_record(path) or {}
                 if (existing.get("batch") or {}).get("key") != job.key:
                     path = _free_save(stamped, path)
+                else:
+                    # killed between taking the name and removing its temp: nothing would
+                    # write this name again, so sweep that temp now
+                    clean_stale_temps(path)
             files.append(path.name)
             hashes.append(_sha256(path))
         self._index(job, result, files, hashes)
